@@ -1,0 +1,277 @@
+#include "daemon/daemon.hpp"
+
+#include "daemon/privileges.hpp"
+#include "log/logger.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <sstream>
+
+namespace postern::core {
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+// After the shutdown deadline, sessions get this long to say goodbye.
+constexpr std::chrono::seconds kGoodbyeGrace{6};
+
+const char* tls_mode_name(pst_tls_mode m) {
+  return m == PST_TLS_IMPLICIT ? "implicit" : m == PST_TLS_STARTTLS ? "starttls" : "none";
+}
+
+void configure_logger(const LogConfig& log) {
+  Logger::instance().configure(log.json ? LogFormat::json : LogFormat::text, log.level);
+}
+
+bool needs_tls(const Config& c) {
+  for (const auto& l : c.listeners)
+    if (l.tls != PST_TLS_NONE) return true;
+  return false;
+}
+}  // namespace
+
+Daemon::Daemon(Config config) : config_(std::move(config)), signals_(main_, SIGTERM, SIGINT, SIGHUP) {}
+
+Daemon::~Daemon() {
+  if (loops_) loops_->stop();
+  if (workers_) workers_->stop();
+}
+
+bool Daemon::prepare_directories(std::string& error) {
+  std::error_code ec;
+  for (const std::string& dir : {config_.server.data_dir, config_.server.runtime_dir,
+                                 config_.server.runtime_dir + "/plugins"}) {
+    fs::create_directories(dir, ec);
+    if (ec) {
+      error = "cannot create " + dir + ": " + ec.message();
+      return false;
+    }
+    ::chmod(dir.c_str(), 0750);
+  }
+  // Images a previous run left behind (after a crash) are never reused.
+  for (auto& entry : fs::directory_iterator(config_.server.runtime_dir + "/plugins", ec))
+    if (entry.path().extension() == ".so") fs::remove(entry.path(), ec);
+  return true;
+}
+
+bool Daemon::start(std::string& error) {
+  configure_logger(config_.log);
+  if (!prepare_directories(error)) return false;
+  if (needs_tls(config_) || !config_.tls.certificates.empty()) {
+    tls_ = TlsStore::load(config_.tls, error);
+    if (!tls_) return false;
+  }
+
+  // Privileged steps first: ports, the control socket, directory owners.
+  for (const ListenerConfig& lc : config_.listeners) {
+    auto provider = [this](const ListenerConfig& l) {
+      AcceptSnapshot snap;
+      if (stopping_ || !plugins_->current()) return snap;
+      snap.binding = plugins_->current()->protocol(l.protocol);
+      snap.tls = tls_;
+      return snap;
+    };
+    listeners_.push_back(
+        std::make_unique<Listener>(main_, *loops_, lc, provider, registry_, connection_ids_));
+    if (!listeners_.back()->bind(error)) return false;
+  }
+  control_ = std::make_unique<ControlServer>(
+      main_, config_.server.control_socket,
+      [this](const std::string& cmd, ControlServer::Reply reply) { on_control(cmd, reply); });
+  if (!control_->bind(error)) return false;
+
+  if (::geteuid() == 0 && !config_.server.user.empty()) {
+    Identity id;
+    if (!lookup_identity(config_.server.user, config_.server.group, id, error)) return false;
+    for (const std::string& dir : {config_.server.data_dir, config_.server.runtime_dir,
+                                   config_.server.runtime_dir + "/plugins"})
+      if (::chown(dir.c_str(), id.uid, id.gid) != 0) {
+        error = "cannot chown " + dir;
+        return false;
+      }
+    if (!control_->chown_to(id.uid, id.gid, error)) return false;
+    if (!drop_privileges(config_.server.user, id, error)) return false;
+    log_info("privileges.dropped", {{"user", config_.server.user}, {"uid", std::to_string(id.uid)}});
+  } else if (::geteuid() == 0) {
+    log_warning("privileges.kept", {{"reason", "running as root without server.user"}});
+  }
+
+  // Plugins load unprivileged: their start() may create files.
+  auto result = plugins_->prepare(config_);
+  if (!result.set) {
+    error = "plugins failed to load";
+    for (const auto& e : result.errors) log_error("plugin.load_failed", {{"reason", e}});
+    return false;
+  }
+  plugins_->commit(result.set, config_.server.drain_timeout);
+  plugins_->on_drain_deadline = [this](const Generation* g) {
+    registry_.for_each([g](const std::shared_ptr<Connection>& c) {
+      if (c->generation() == g) c->request_shutdown();
+    });
+  };
+  return true;
+}
+
+int Daemon::run() {
+  started_at_ = std::chrono::steady_clock::now();
+  workers_ = std::make_unique<WorkerPool>(config_.server.workers, config_.server.work_queue);
+  loops_ = std::make_unique<LoopPool>(config_.server.threads);
+  plugins_ = std::make_unique<PluginManager>(main_, *workers_, config_.server.runtime_dir + "/plugins");
+  std::string error;
+  if (!start(error)) {
+    log_error("server.start_failed", {{"reason", error}});
+    plugins_.reset();
+    return 1;
+  }
+  loops_->start();
+  for (auto& l : listeners_) l->start();
+  control_->start();
+  wait_for_signal();
+  log_info("server.started", {{"pid", std::to_string(::getpid())}, {"config", config_.path},
+                              {"loops", std::to_string(loops_->size())},
+                              {"control_socket", config_.server.control_socket}});
+  notify_systemd("READY=1");
+  main_.run();
+  loops_->stop();
+  workers_->stop();
+  log_info("server.stopped");
+  return 0;
+}
+
+void Daemon::wait_for_signal() {
+  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      reload([](bool, std::string) {});
+    } else {
+      begin_shutdown();
+    }
+    if (!finished_) wait_for_signal();
+  });
+}
+
+std::string Daemon::restart_required(const Config& next) const {
+  const ServerConfig &a = config_.server, &b = next.server;
+  if (a.user != b.user || a.group != b.group || a.data_dir != b.data_dir || a.runtime_dir != b.runtime_dir ||
+      a.plugin_dir != b.plugin_dir || a.control_socket != b.control_socket || a.threads != b.threads ||
+      a.workers != b.workers || a.work_queue != b.work_queue)
+    return "[server] settings other than the timeouts changed: restart posternd to apply them";
+  if (next.listeners.size() != config_.listeners.size())
+    return "listeners were added or removed: restart posternd to apply that";
+  for (size_t i = 0; i < next.listeners.size(); ++i) {
+    const auto& n = next.listeners[i];
+    const auto& o = config_.listeners[i];
+    if (n.name != o.name || !n.same_socket(o))
+      return "listener \"" + n.name + "\" changed its address or port: restart posternd to apply that";
+  }
+  return {};
+}
+
+void Daemon::reload(const ControlServer::Reply& reply) {
+  auto fail = [&](const std::string& why) {
+    log_error("reload.failed", {{"reason", why}});
+    reply(false, why);
+  };
+  if (stopping_) return fail("the server is shutting down");
+  notify_systemd("RELOADING=1");
+  log_info("reload.started", {{"config", config_.path}});
+  ConfigResult loaded = load_config(config_.path);
+  if (!loaded.config) {
+    std::string why = "configuration is invalid:";
+    for (const auto& e : loaded.errors) why += "\n" + e.to_string();
+    notify_systemd("READY=1");
+    return fail(why);
+  }
+  Config next = std::move(*loaded.config);
+  std::string why = restart_required(next);
+  std::shared_ptr<TlsStore> tls;
+  if (why.empty() && (needs_tls(next) || !next.tls.certificates.empty())) tls = TlsStore::load(next.tls, why);
+  PrepareResult plugins;
+  if (why.empty()) {
+    plugins = plugins_->prepare(next);
+    if (!plugins.set) {
+      why = "plugins failed:";
+      for (const auto& e : plugins.errors) why += "\n" + e;
+    }
+  }
+  notify_systemd("READY=1");
+  if (!why.empty()) return fail(why);
+
+  // Every step succeeded: swap. New connections use the new set; sessions
+  // keep the generations and TLS contexts they started with.
+  tls_ = tls;
+  for (size_t i = 0; i < listeners_.size(); ++i) listeners_[i]->state()->set_config(next.listeners[i]);
+  plugins_->commit(plugins.set, next.server.drain_timeout);
+  configure_logger(next.log);
+  config_ = std::move(next);
+  std::string summary;
+  for (const auto& [name, g] : plugins_->current()->plugins)
+    summary += name + " " + g->version() + " generation " + std::to_string(g->number()) + "\n";
+  log_info("reload.ok");
+  reply(true, "reloaded\n" + summary);
+}
+
+void Daemon::begin_shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  notify_systemd("STOPPING=1");
+  log_info("server.stopping", {{"connections", std::to_string(registry_.size())},
+                               {"deadline_ms", std::to_string(config_.server.shutdown_timeout.count())}});
+  for (auto& l : listeners_) l->stop();
+  shutdown_timer_ = std::make_unique<asio::steady_timer>(main_, config_.server.shutdown_timeout);
+  shutdown_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    log_warning("server.shutdown_deadline", {{"connections", std::to_string(registry_.size())}});
+    registry_.for_each([](const std::shared_ptr<Connection>& c) { c->request_shutdown(); });
+    shutdown_timer_->expires_after(kGoodbyeGrace);
+    shutdown_timer_->async_wait([this](const boost::system::error_code& e) {
+      if (!e) finish_shutdown();
+    });
+  });
+  registry_.when_empty([this] { asio::post(main_, [this] { finish_shutdown(); }); });
+}
+
+void Daemon::finish_shutdown() {
+  if (finished_) return;
+  finished_ = true;
+  if (shutdown_timer_) shutdown_timer_->cancel();
+  control_->stop();
+  signals_.cancel();
+  plugins_->shutdown([this] { main_.stop(); });
+}
+
+std::string Daemon::status() const {
+  std::ostringstream out;
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
+  out << "pid=" << ::getpid() << " uptime_s=" << uptime.count() << " connections=" << registry_.size()
+      << " state=" << (stopping_ ? "stopping" : "running") << "\n";
+  for (const auto& g : plugins_->status()) {
+    out << "plugin name=" << g.name << " version=" << g.version << " generation=" << g.generation
+        << " state=" << g.state << " sessions=" << g.sessions << "\n";
+    for (const auto& [counter, value] : g.counters)
+      out << "counter plugin=" << g.name << " generation=" << g.generation << " name=" << counter
+          << " value=" << value << "\n";
+  }
+  for (const auto& l : listeners_) {
+    auto c = l->state()->config();
+    out << "listener name=" << c->name << " address=" << c->address << " port=" << l->port()
+        << " protocol=" << c->protocol << " tls=" << tls_mode_name(c->tls)
+        << " connections=" << l->state()->active() << "\n";
+  }
+  return out.str();
+}
+
+void Daemon::on_control(const std::string& command, const ControlServer::Reply& reply) {
+  log_info("control.command", {{"command", command}});
+  if (command == "status") reply(true, status());
+  else if (command == "reload") reload(reply);
+  else reply(false, "unknown command \"" + command + "\" (known: status, reload)");
+}
+
+}  // namespace postern::core

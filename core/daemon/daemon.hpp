@@ -1,0 +1,61 @@
+// posternd's top level: owns the loops, listeners, TLS, plugins and the
+// control socket; runs start-up, reload and graceful shutdown. Everything
+// here runs on the main loop.
+#pragma once
+
+#include "config/config.hpp"
+#include "control/control_server.hpp"
+#include "net/connection_registry.hpp"
+#include "net/listener.hpp"
+#include "plugin/plugin_manager.hpp"
+#include "runtime/loop_pool.hpp"
+#include "runtime/worker_pool.hpp"
+#include "tls/tls_store.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace postern::core {
+
+class Daemon {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon();
+  // Returns the process exit status.
+  int run();
+
+ private:
+  bool start(std::string& error);
+  bool prepare_directories(std::string& error);
+  void wait_for_signal();
+  void reload(const ControlServer::Reply& reply);
+  std::string restart_required(const Config& next) const;
+  void begin_shutdown();
+  void finish_shutdown();
+  std::string status() const;
+  void on_control(const std::string& command, const ControlServer::Reply& reply);
+
+  Config config_;
+  boost::asio::io_context main_{1};
+  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<LoopPool> loops_;
+  std::unique_ptr<PluginManager> plugins_;
+  std::shared_ptr<TlsStore> tls_;
+  ConnectionRegistry registry_;
+  std::atomic<uint64_t> connection_ids_{0};
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<ControlServer> control_;
+  boost::asio::signal_set signals_;
+  std::chrono::steady_clock::time_point started_at_;
+  bool stopping_ = false;
+  bool finished_ = false;
+  std::unique_ptr<boost::asio::steady_timer> shutdown_timer_;
+};
+
+}  // namespace postern::core

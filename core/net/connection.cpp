@@ -1,0 +1,377 @@
+#include "net/connection.hpp"
+
+#include "log/logger.hpp"
+#include "net/connection_registry.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/ssl.h>
+
+namespace postern::core {
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+// How long a closing connection may take to flush and say close_notify.
+constexpr std::chrono::milliseconds kCloseGrace{5000};
+// A protocol may queue this many times write_buffer before it is cut off.
+constexpr size_t kHardWriteFactor = 4;
+}  // namespace
+
+Connection::Connection(tcp::socket socket, std::shared_ptr<ListenerState> listener, ProtocolBinding binding,
+                       std::shared_ptr<TlsStore> tls, uint64_t id, ConnectionRegistry& registry)
+    : socket_(std::move(socket)), tls_store_(std::move(tls)), listener_(std::move(listener)),
+      config_(listener_->config()), binding_(std::move(binding)), generation_raw_(binding_.generation.get()),
+      registry_(registry), id_(id), read_buf_(config_->read_buffer), read_limit_(config_->read_buffer),
+      timeout_(config_->idle_timeout), idle_timer_(socket_.get_executor()), force_timer_(socket_.get_executor()) {
+  error_code ec;
+  auto peer = socket_.remote_endpoint(ec);
+  if (!ec) {
+    // A v4-mapped address is an IPv4 peer: limits and logs must say so.
+    auto a = peer.address();
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    peer_addr_ = a.to_string();
+    peer_port_ = peer.port();
+  }
+  auto local = socket_.local_endpoint(ec);
+  if (!ec) {
+    local_addr_ = local.address().to_string();
+    local_port_ = local.port();
+  }
+}
+
+Connection::~Connection() = default;
+
+void Connection::log_event(pst_log_level level, std::string_view event, std::string_view reason) const {
+  std::string id = std::to_string(id_), port = std::to_string(peer_port_);
+  if (reason.empty())
+    log(level, event, {{"conn", id}, {"listener", config_->name}, {"peer", peer_addr_}, {"peer_port", port}});
+  else
+    log(level, event,
+        {{"conn", id}, {"listener", config_->name}, {"peer", peer_addr_}, {"peer_port", port}, {"reason", reason}});
+}
+
+pst_conn_info_v1 Connection::info() const {
+  auto s = [](const std::string& v) { return pst_str{v.data(), v.size()}; };
+  pst_conn_info_v1 i{};
+  i.struct_size = sizeof i;
+  i.conn_id = id_;
+  i.listener = s(config_->name);
+  i.protocol = s(config_->protocol);
+  i.peer_addr = s(peer_addr_);
+  i.peer_port = peer_port_;
+  i.local_addr = s(local_addr_);
+  i.local_port = local_port_;
+  i.via_proxy = 0;
+  i.tls_mode = config_->tls;
+  i.tls_active = tls_active_ ? 1 : 0;
+  i.tls_version = s(tls_version_);
+  i.tls_cipher = s(tls_cipher_);
+  i.tls_sni = s(tls_sni_);
+  i.max_line = config_->max_line;
+  return i;
+}
+
+void Connection::start(bool admitted, pst_refuse_reason why) {
+  admitted_ = admitted;
+  registry_.add(id_, weak_from_this());
+  if (!admitted) {
+    log_event(PST_LOG_WARNING, "conn.refused",
+              why == PST_REFUSE_PEER_FULL      ? "max_per_ip"
+              : why == PST_REFUSE_SHUTTING_DOWN ? "shutting_down"
+                                                : "max_connections");
+    // The refusal is plaintext even on implicit-TLS listeners would be
+    // garbage to a TLS client: only plaintext-start listeners get a line.
+    if (config_->tls != PST_TLS_IMPLICIT && binding_.table && binding_.table->refuse) {
+      pst_conn_info_v1 i = info();
+      binding_.table->refuse(binding_.generation->instance(), this, &i, why);
+    }
+    close();
+    return;
+  }
+  log_event(PST_LOG_INFO, "conn.open");
+  if (config_->tls == PST_TLS_IMPLICIT) {
+    tls_pending_ = true;
+    begin_handshake();
+  } else {
+    open_session();
+  }
+}
+
+void Connection::open_session() {
+  pst_conn_info_v1 i = info();
+  session_ = binding_.table->open(binding_.generation->instance(), this, &i);
+  if (!session_) {
+    log_event(PST_LOG_WARNING, "conn.session_refused", "the protocol refused the session");
+    close();
+    return;
+  }
+  binding_.generation->sessions++;
+  arm_idle();
+  read();
+}
+
+void Connection::read() {
+  if (reading_ || paused_ || state_ != State::open || tls_pending_ || !session_) return;
+  reading_ = true;
+  auto buf = asio::buffer(read_buf_.data(), read_limit_);
+  auto handler = [self = shared_from_this()](const error_code& ec, size_t n) { self->on_read(ec, n); };
+  if (tls_) tls_->async_read_some(buf, handler);
+  else socket_.async_read_some(buf, handler);
+}
+
+void Connection::on_read(const error_code& ec, size_t n) {
+  reading_ = false;
+  if (state_ == State::closed) return;
+  if (ec == asio::error::operation_aborted) {
+    if (tls_pending_ && !writing_ && out_.empty() && !handshaking_) begin_handshake();
+    return;
+  }
+  if (ec) {
+    if (ec != asio::error::eof) log_event(PST_LOG_INFO, "conn.read_error", ec.message());
+    finish();
+    return;
+  }
+  if (state_ != State::open) return;
+  arm_idle();
+  deliver(read_buf_.data(), n);
+}
+
+void Connection::deliver(const uint8_t* data, size_t n) {
+  // After start_tls() nothing the client sent in plaintext may reach the
+  // session (STARTTLS command injection, CVE-2011-0411 and kin).
+  if (tls_pending_ || state_ != State::open || !session_) return;
+  if (paused_) {
+    held_.append(reinterpret_cast<const char*>(data), n);
+    return;
+  }
+  if (binding_.table->on_data(session_, data, n) < 0) {
+    close();
+    return;
+  }
+  read();
+}
+
+pst_status Connection::write(const uint8_t* data, size_t len) {
+  if (state_ == State::closed || (state_ == State::closing && session_)) return PST_ERR_CLOSED;
+  if (out_.size() + len > config_->write_buffer * kHardWriteFactor) {
+    log_event(PST_LOG_WARNING, "conn.output_overflow", "protocol ignored backpressure");
+    close();
+    return PST_ERR_LIMIT;
+  }
+  out_.append(reinterpret_cast<const char*>(data), len);
+  flush();
+  if (out_.size() > config_->write_buffer) {
+    want_writable_ = true;
+    return PST_ERR_LIMIT;
+  }
+  return PST_OK;
+}
+
+void Connection::flush() {
+  if (writing_ || out_.empty() || state_ == State::closed || handshaking_) return;
+  writing_ = true;
+  sending_.swap(out_);
+  out_.clear();
+  auto handler = [self = shared_from_this()](const error_code& ec, size_t) { self->on_written(ec); };
+  if (tls_) asio::async_write(*tls_, asio::buffer(sending_), handler);
+  else asio::async_write(socket_, asio::buffer(sending_), handler);
+}
+
+void Connection::on_written(const error_code& ec) {
+  writing_ = false;
+  sending_.clear();
+  if (state_ == State::closed) return;
+  if (ec) {
+    log_event(PST_LOG_INFO, "conn.write_error", ec.message());
+    finish();
+    return;
+  }
+  if (!out_.empty()) {
+    flush();
+    return;
+  }
+  if (want_writable_ && session_ && state_ == State::open) {
+    want_writable_ = false;
+    if (binding_.table->on_writable) binding_.table->on_writable(session_);
+    if (!out_.empty()) return;
+  }
+  if (tls_pending_ && !reading_ && !handshaking_) begin_handshake();
+  else if (state_ == State::closing) shutdown_transport();
+}
+
+pst_status Connection::start_tls() {
+  if (state_ != State::open) return PST_ERR_CLOSED;
+  if (config_->tls != PST_TLS_STARTTLS || tls_ || tls_pending_ || !tls_store_) return PST_ERR_UNSUPPORTED;
+  tls_pending_ = true;
+  held_.clear();
+  if (reading_) {
+    error_code ignored;
+    socket_.cancel(ignored);  // on_read sees operation_aborted and starts the handshake
+    return PST_OK;
+  }
+  if (!writing_ && out_.empty()) {
+    // Not from inside the current hook: the session finishes its on_data first.
+    asio::post(executor(), [self = shared_from_this()] {
+      if (self->tls_pending_ && !self->handshaking_ && !self->writing_ && !self->reading_) self->begin_handshake();
+    });
+  }
+  return PST_OK;
+}
+
+void Connection::begin_handshake() {
+  if (state_ != State::open) return;
+  handshaking_ = true;
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, tls_store_->default_context());
+  arm_idle();
+  tls_->async_handshake(asio::ssl::stream_base::server,
+                        [self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
+}
+
+void Connection::on_handshake(const error_code& ec) {
+  handshaking_ = false;
+  tls_pending_ = false;
+  if (state_ == State::closed) return;
+  if (ec) {
+    log_event(PST_LOG_WARNING, "tls.failed", ec.message());
+    tls_.reset();  // no close_notify on a failed handshake
+    finish();
+    return;
+  }
+  SSL* ssl = tls_->native_handle();
+  tls_active_ = true;
+  tls_version_ = SSL_get_version(ssl);
+  tls_cipher_ = SSL_get_cipher_name(ssl);
+  const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  tls_sni_ = sni ? sni : "";
+  log(PST_LOG_INFO, "tls.established",
+      {{"conn", std::to_string(id_)}, {"listener", config_->name}, {"peer", peer_addr_}, {"version", tls_version_},
+       {"cipher", tls_cipher_}, {"sni", tls_sni_}});
+  if (!session_) {
+    open_session();
+    return;
+  }
+  pst_conn_info_v1 i = info();
+  if (binding_.table->on_tls_ready(session_, &i) < 0) {
+    close();
+    return;
+  }
+  arm_idle();
+  read();
+}
+
+pst_status Connection::close() {
+  if (state_ != State::open) return PST_OK;
+  state_ = State::closing;
+  idle_timer_.cancel();
+  arm_force_close(kCloseGrace);
+  if (reading_) {
+    error_code ignored;
+    socket_.cancel(ignored);
+  }
+  if (!writing_ && out_.empty() && !handshaking_) shutdown_transport();
+  else flush();
+  return PST_OK;
+}
+
+void Connection::shutdown_transport() {
+  if (tls_ && tls_active_) {
+    tls_->async_shutdown([self = shared_from_this()](const error_code&) { self->finish(); });
+    return;
+  }
+  finish();
+}
+
+void Connection::finish() {
+  if (state_ == State::closed) return;
+  state_ = State::closed;
+  idle_timer_.cancel();
+  force_timer_.cancel();
+  for (auto& w : timers_)
+    if (auto op = w.lock()) op->timer.cancel();
+  timers_.clear();
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  if (session_) {
+    binding_.table->on_close(session_);
+    session_ = nullptr;
+    binding_.generation->sessions--;
+  }
+  if (admitted_) {
+    listener_->release(peer_addr_);
+    log_event(PST_LOG_INFO, "conn.close");
+  }
+  // Dropping the lease may retire the generation: never touch the plugin
+  // after this line.
+  binding_ = ProtocolBinding{};
+  registry_.remove(id_);
+}
+
+void Connection::arm_idle() {
+  if (state_ != State::open) return;
+  idle_timer_.expires_after(timeout_);
+  idle_timer_.async_wait([self = shared_from_this()](const error_code& ec) { self->on_idle(ec); });
+}
+
+void Connection::on_idle(const error_code& ec) {
+  if (ec || state_ != State::open) return;
+  log_event(PST_LOG_INFO, "conn.timeout", handshaking_ ? "tls handshake" : "idle");
+  if (handshaking_ || !session_) {
+    finish();
+    return;
+  }
+  if (binding_.table->on_timeout) binding_.table->on_timeout(session_);
+  close();
+}
+
+void Connection::arm_force_close(std::chrono::milliseconds grace) {
+  force_timer_.expires_after(grace);
+  force_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+    if (!ec) self->finish();
+  });
+}
+
+void Connection::request_shutdown() {
+  asio::post(executor(), [self = shared_from_this()] {
+    if (self->state_ != State::open) return;
+    if (self->session_ && self->binding_.table->on_shutdown) self->binding_.table->on_shutdown(self->session_);
+    self->close();
+  });
+}
+
+pst_status Connection::pause() {
+  paused_ = true;
+  return PST_OK;
+}
+
+pst_status Connection::resume() {
+  if (!paused_) return PST_OK;
+  paused_ = false;
+  asio::post(executor(), [self = shared_from_this()] {
+    if (self->paused_ || self->state_ != State::open) return;
+    if (!self->held_.empty()) {
+      std::string data;
+      data.swap(self->held_);
+      self->deliver(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    } else {
+      self->read();
+    }
+  });
+  return PST_OK;
+}
+
+pst_status Connection::set_timeout(uint64_t ms) {
+  timeout_ = ms ? std::chrono::milliseconds(ms) : config_->idle_timeout;
+  arm_idle();
+  return PST_OK;
+}
+
+pst_status Connection::set_read_limit(size_t bytes) {
+  if (bytes == 0) return PST_ERR_INVALID;
+  read_limit_ = std::min(bytes, read_buf_.size());
+  return PST_OK;
+}
+
+}  // namespace postern::core

@@ -1,0 +1,116 @@
+// One client connection: the socket, TLS, timeouts and output buffering of
+// a session whose protocol lives in a plugin (sans-I/O). Everything here
+// runs on the connection's own loop thread; only request_shutdown() may be
+// called from elsewhere.
+#pragma once
+
+#include "config/config.hpp"
+#include "net/listener_state.hpp"
+#include "plugin/generation.hpp"
+#include "tls/tls_store.hpp"
+
+#include <postern/abi.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct pst_conn {};
+
+namespace postern::core {
+
+class ConnectionRegistry;
+
+// The protocol a listener's new connections are served by: a lease on the
+// plugin generation, held for the session's whole life.
+struct ProtocolBinding {
+  std::shared_ptr<Generation> generation;
+  const pst_protocol_v1* table = nullptr;
+};
+
+class Connection : public pst_conn, public std::enable_shared_from_this<Connection> {
+ public:
+  using tcp = boost::asio::ip::tcp;
+
+  Connection(tcp::socket socket, std::shared_ptr<ListenerState> listener, ProtocolBinding binding,
+             std::shared_ptr<TlsStore> tls, uint64_t id, ConnectionRegistry& registry);
+  ~Connection();
+
+  // On the connection's loop. admitted: the listener counted it in;
+  // otherwise the protocol may write a refusal and the connection closes.
+  void start(bool admitted, pst_refuse_reason why);
+  // Thread-safe: asks the session to say goodbye, then closes.
+  void request_shutdown();
+
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
+  const Generation* generation() const { return generation_raw_; }
+  uint64_t id() const { return id_; }
+  const std::string& peer() const { return peer_addr_; }
+  bool open() const { return state_ == State::open; }
+  void bind_timer(std::weak_ptr<TimerOp> op) { timers_.push_back(std::move(op)); }
+
+  // Host services behind pst_host_v1's conn_* functions.
+  pst_status write(const uint8_t* data, size_t len);
+  pst_status start_tls();
+  pst_status close();
+  pst_status pause();
+  pst_status resume();
+  pst_status set_timeout(uint64_t ms);
+  pst_status set_read_limit(size_t bytes);
+
+ private:
+  enum class State { open, closing, closed };
+
+  void open_session();
+  void read();
+  void on_read(const boost::system::error_code& ec, size_t n);
+  void deliver(const uint8_t* data, size_t n);
+  void flush();
+  void on_written(const boost::system::error_code& ec);
+  void begin_handshake();
+  void on_handshake(const boost::system::error_code& ec);
+  void shutdown_transport();
+  void finish();
+  void arm_idle();
+  void on_idle(const boost::system::error_code& ec);
+  void arm_force_close(std::chrono::milliseconds grace);
+  pst_conn_info_v1 info() const;
+  void log_event(pst_log_level level, std::string_view event, std::string_view reason = {}) const;
+
+  tcp::socket socket_;
+  std::unique_ptr<boost::asio::ssl::stream<tcp::socket&>> tls_;
+  std::shared_ptr<TlsStore> tls_store_;
+  std::shared_ptr<ListenerState> listener_;
+  std::shared_ptr<const ListenerConfig> config_;
+  ProtocolBinding binding_;
+  const Generation* generation_raw_ = nullptr;
+  ConnectionRegistry& registry_;
+  uint64_t id_;
+  void* session_ = nullptr;
+  bool admitted_ = false;
+
+  std::string peer_addr_, local_addr_;
+  uint16_t peer_port_ = 0, local_port_ = 0;
+  std::string tls_version_, tls_cipher_, tls_sni_;
+
+  State state_ = State::open;
+  std::vector<uint8_t> read_buf_;
+  size_t read_limit_;
+  std::string held_;  // read while paused, delivered on resume
+  bool reading_ = false, paused_ = false;
+  bool tls_pending_ = false, handshaking_ = false, tls_active_ = false;
+  std::string out_, sending_;
+  bool writing_ = false, want_writable_ = false;
+
+  std::chrono::milliseconds timeout_;
+  boost::asio::steady_timer idle_timer_;
+  boost::asio::steady_timer force_timer_;
+  std::vector<std::weak_ptr<TimerOp>> timers_;
+};
+
+}  // namespace postern::core

@@ -1,0 +1,233 @@
+// The pst_host_v1 table: the services every plugin generation receives.
+// Each function validates what the plugin hands it; a plugin bug becomes
+// an error status, never a host crash we could have prevented.
+#include "log/logger.hpp"
+#include "net/connection.hpp"
+#include "plugin/host_context.hpp"
+#include "runtime/worker_pool.hpp"
+
+#include <boost/asio/post.hpp>
+#include <toml++/toml.h>
+
+#include <algorithm>
+
+namespace postern::core {
+namespace asio = boost::asio;
+namespace {
+
+HostContext* host(pst_host_ctx* ctx) { return static_cast<HostContext*>(ctx); }
+const ConfigNode* node(const pst_config* n) { return static_cast<const ConfigNode*>(n); }
+Connection* conn(pst_conn* c) { return static_cast<Connection*>(c); }
+std::string_view sv(pst_str s) { return s.data ? std::string_view(s.data, s.len) : std::string_view(); }
+
+constexpr size_t kMaxLogFields = 32;
+
+void host_log(pst_host_ctx* ctx, pst_log_level level, pst_str event, const pst_log_field* fields, size_t count) {
+  if (!ctx || !Logger::instance().enabled(level)) return;
+  HostContext* h = host(ctx);
+  std::string generation = std::to_string(h->generation());
+  LogField buf[kMaxLogFields + 2];
+  size_t n = 0;
+  buf[n++] = {"plugin", h->plugin()};
+  buf[n++] = {"generation", generation};
+  for (size_t i = 0; i < count && fields && i < kMaxLogFields; ++i) buf[n++] = {sv(fields[i].key), sv(fields[i].value)};
+  Logger::instance().write(level, sv(event), std::span<const LogField>(buf, n));
+}
+
+// --- config ---
+
+const pst_config* config_root(pst_host_ctx* ctx) { return ctx ? host(ctx)->root() : nullptr; }
+
+pst_config_type config_type(const pst_config* c) {
+  if (!c || !node(c)->node) return PST_CONFIG_NONE;
+  switch (node(c)->node->type()) {
+    case toml::node_type::table: return PST_CONFIG_TABLE;
+    case toml::node_type::array: return PST_CONFIG_ARRAY;
+    case toml::node_type::string: return PST_CONFIG_STRING;
+    case toml::node_type::integer: return PST_CONFIG_INTEGER;
+    case toml::node_type::floating_point: return PST_CONFIG_FLOAT;
+    case toml::node_type::boolean: return PST_CONFIG_BOOLEAN;
+    case toml::node_type::date:
+    case toml::node_type::time:
+    case toml::node_type::date_time: return PST_CONFIG_DATETIME;
+    default: return PST_CONFIG_NONE;
+  }
+}
+
+const pst_config* config_get(pst_host_ctx* ctx, const pst_config* table, pst_str key) {
+  if (!ctx || !table || config_type(table) != PST_CONFIG_TABLE) return nullptr;
+  const ConfigNode* t = node(table);
+  std::string_view k = sv(key);
+  // Only keys the plugin can see (host keys are hidden at the root).
+  if (std::find(t->keys.begin(), t->keys.end(), k) == t->keys.end()) return nullptr;
+  return host(ctx)->child(t, t->node->as_table()->get(k), t->path + "." + std::string(k));
+}
+
+size_t config_size(const pst_config* c) {
+  if (!c || !node(c)->node) return 0;
+  if (node(c)->node->is_array()) return node(c)->node->as_array()->size();
+  return node(c)->keys.size();
+}
+
+const pst_config* config_at(pst_host_ctx* ctx, const pst_config* c, size_t index) {
+  if (!ctx || !c || !node(c)->node || !node(c)->node->is_array()) return nullptr;
+  const toml::array* a = node(c)->node->as_array();
+  if (index >= a->size()) return nullptr;
+  return host(ctx)->child(node(c), a->get(index), node(c)->path + "[" + std::to_string(index) + "]");
+}
+
+pst_status config_key_at(const pst_config* c, size_t index, pst_str* out) {
+  if (!c || !out || index >= node(c)->keys.size()) return PST_ERR_NOT_FOUND;
+  const std::string& k = node(c)->keys[index];
+  *out = pst_str{k.data(), k.size()};
+  return PST_OK;
+}
+
+template <class T>
+const T* value_of(const pst_config* c) {
+  if (!c || !node(c)->node) return nullptr;
+  auto* v = node(c)->node->as<T>();
+  return v ? &v->get() : nullptr;
+}
+
+pst_status config_string(const pst_config* c, pst_str* out) {
+  auto* v = value_of<std::string>(c);
+  if (!out) return PST_ERR_INVALID;
+  if (!v) return c ? PST_ERR_TYPE : PST_ERR_NOT_FOUND;
+  *out = pst_str{v->data(), v->size()};
+  return PST_OK;
+}
+
+pst_status config_integer(const pst_config* c, int64_t* out) {
+  auto* v = value_of<int64_t>(c);
+  if (!out) return PST_ERR_INVALID;
+  if (!v) return c ? PST_ERR_TYPE : PST_ERR_NOT_FOUND;
+  *out = *v;
+  return PST_OK;
+}
+
+pst_status config_float(const pst_config* c, double* out) {
+  if (!out) return PST_ERR_INVALID;
+  if (auto* v = value_of<double>(c)) {
+    *out = *v;
+    return PST_OK;
+  }
+  if (auto* v = value_of<int64_t>(c)) {
+    *out = static_cast<double>(*v);
+    return PST_OK;
+  }
+  return c ? PST_ERR_TYPE : PST_ERR_NOT_FOUND;
+}
+
+pst_status config_boolean(const pst_config* c, uint32_t* out) {
+  auto* v = value_of<bool>(c);
+  if (!out) return PST_ERR_INVALID;
+  if (!v) return c ? PST_ERR_TYPE : PST_ERR_NOT_FOUND;
+  *out = *v ? 1 : 0;
+  return PST_OK;
+}
+
+void config_error(pst_host_ctx* ctx, const pst_config* c, pst_str message) {
+  if (ctx) host(ctx)->config_error(node(c), std::string(sv(message)));
+}
+
+// --- timers ---
+
+pst_status timer_start(pst_host_ctx* ctx, pst_conn* c, uint64_t delay_ms, pst_timer_fn fn, void* user,
+                       uint64_t* id_out) {
+  if (!ctx || !fn) return PST_ERR_INVALID;
+  HostContext* h = host(ctx);
+  if (c && !conn(c)->open()) return PST_ERR_CLOSED;
+  auto op = std::make_shared<TimerOp>(c ? conn(c)->executor() : h->main_loop().get_executor());
+  op->fn = fn;
+  op->user = user;
+  op->id = h->next_timer_id();
+  if (!h->add_timer(op)) return PST_ERR_CLOSED;
+  if (c) conn(c)->bind_timer(op);
+  op->timer.expires_after(std::chrono::milliseconds(std::min<uint64_t>(delay_ms, 86'400'000ull * 365)));
+  op->timer.async_wait([h, op](const boost::system::error_code& ec) {
+    h->finish_timer(op, ec ? PST_ERR_CANCELLED : PST_OK);
+  });
+  if (id_out) *id_out = op->id;
+  return PST_OK;
+}
+
+pst_status timer_cancel(pst_host_ctx* ctx, uint64_t id) {
+  if (!ctx) return PST_ERR_INVALID;
+  auto op = host(ctx)->find_timer(id);
+  if (!op) return PST_ERR_NOT_FOUND;
+  asio::post(op->timer.get_executor(), [op] { op->timer.cancel(); });
+  return PST_OK;
+}
+
+// --- worker pool ---
+
+pst_status work_submit(pst_host_ctx* ctx, pst_conn* c, pst_work_fn work, pst_work_done_fn done, void* user) {
+  if (!ctx || !work || !done) return PST_ERR_INVALID;
+  HostContext* h = host(ctx);
+  if (c && !conn(c)->open()) return PST_ERR_CLOSED;
+  if (!h->begin_job()) return PST_ERR_CLOSED;
+  std::weak_ptr<Connection> weak = c ? conn(c)->weak_from_this() : std::weak_ptr<Connection>();
+  asio::any_io_executor ex = c ? conn(c)->executor() : h->main_loop().get_executor();
+  bool bound = c != nullptr;
+  bool queued = h->workers().submit([h, work, done, user, weak, ex, bound] {
+    // A retiring generation's queued jobs are skipped, not run.
+    bool cancelled = h->retiring();
+    if (!cancelled) work(user);
+    asio::post(ex, [h, done, user, weak, bound, cancelled] {
+      // A job whose connection closed meanwhile must not touch it.
+      auto live = weak.lock();
+      pst_status st = cancelled ? PST_ERR_CANCELLED
+                      : bound && (!live || !live->open()) ? PST_ERR_CLOSED
+                                                          : PST_OK;
+      done(user, st);
+      h->end_job();
+    });
+  });
+  if (!queued) {
+    h->end_job();
+    return PST_ERR_LIMIT;
+  }
+  return PST_OK;
+}
+
+// --- counters ---
+
+pst_status counter_register(pst_host_ctx* ctx, pst_str name, pst_str help, uint32_t* id_out) {
+  if (!ctx || !id_out || name.len == 0 || name.len > 128) return PST_ERR_INVALID;
+  uint32_t id = host(ctx)->add_counter(std::string(sv(name)), std::string(sv(help)));
+  if (id == UINT32_MAX) return PST_ERR_LIMIT;
+  *id_out = id;
+  return PST_OK;
+}
+
+void counter_add(pst_host_ctx* ctx, uint32_t id, uint64_t delta) {
+  if (ctx) host(ctx)->counter_add(id, delta);
+}
+
+// --- connection I/O ---
+
+pst_status conn_write(pst_conn* c, const uint8_t* data, size_t len) {
+  if (!c || (!data && len)) return PST_ERR_INVALID;
+  return conn(c)->write(data, len);
+}
+pst_status conn_start_tls(pst_conn* c) { return c ? conn(c)->start_tls() : PST_ERR_INVALID; }
+pst_status conn_close(pst_conn* c) { return c ? conn(c)->close() : PST_ERR_INVALID; }
+pst_status conn_pause(pst_conn* c) { return c ? conn(c)->pause() : PST_ERR_INVALID; }
+pst_status conn_resume(pst_conn* c) { return c ? conn(c)->resume() : PST_ERR_INVALID; }
+pst_status conn_set_timeout(pst_conn* c, uint64_t ms) { return c ? conn(c)->set_timeout(ms) : PST_ERR_INVALID; }
+pst_status conn_set_read_limit(pst_conn* c, size_t n) { return c ? conn(c)->set_read_limit(n) : PST_ERR_INVALID; }
+
+const pst_host_v1 kHostApi = {
+    sizeof(pst_host_v1), PST_ABI_MAJOR,  PST_ABI_MINOR,  host_log,       config_root,      config_type,
+    config_get,          config_size,    config_at,      config_key_at,  config_string,    config_integer,
+    config_float,        config_boolean, config_error,   timer_start,    timer_cancel,     work_submit,
+    counter_register,    counter_add,    conn_write,     conn_start_tls, conn_close,       conn_pause,
+    conn_resume,         conn_set_timeout, conn_set_read_limit,
+};
+
+}  // namespace
+
+const pst_host_v1* host_api() { return &kHostApi; }
+
+}  // namespace postern::core

@@ -1,0 +1,163 @@
+#include "plugin/plugin_manager.hpp"
+
+#include "log/logger.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+
+namespace postern::core {
+namespace asio = boost::asio;
+
+std::optional<ProtocolBinding> PluginSet::protocol(const std::string& name) const {
+  auto it = protocols.find(name);
+  if (it == protocols.end()) return std::nullopt;
+  return it->second;
+}
+
+PluginManager::PluginManager(asio::io_context& main, WorkerPool& workers, std::string image_dir)
+    : main_(main), workers_(workers), image_dir_(std::move(image_dir)) {}
+
+PluginManager::~PluginManager() { *alive_ = false; }
+
+bool PluginManager::unchanged(const Generation& g, const PluginConfig& pc) const {
+  FileIdentity now;
+  return g.source_path() == pc.path && file_identity(pc.path, now) && now == g.source() &&
+         g.fingerprint() == pc.fingerprint;
+}
+
+// The lease's deleter does not destroy: it hands the generation to the main
+// loop to retire, because the last lease may drop on any loop thread.
+std::shared_ptr<Generation> PluginManager::lease(std::unique_ptr<Generation> g) {
+  Generation* raw = g.get();
+  live_.push_back(std::move(g));
+  std::weak_ptr<bool> alive = alive_;
+  return std::shared_ptr<Generation>(raw, [this, alive](Generation* gen) {
+    asio::post(main_, [this, alive, gen] {
+      if (alive.lock()) retire(gen);
+    });
+  });
+}
+
+PrepareResult PluginManager::prepare(const Config& config) {
+  PrepareResult result;
+  auto set = std::make_shared<PluginSet>();
+  std::vector<std::unique_ptr<Generation>> loaded;  // new generations, not yet leased
+  for (const PluginConfig& pc : config.plugins) {
+    if (current_) {
+      auto it = current_->plugins.find(pc.name);
+      if (it != current_->plugins.end() && unchanged(*it->second, pc)) {
+        set->plugins[pc.name] = it->second;
+        continue;
+      }
+    }
+    LoadRequest req{&pc, next_number_[pc.name] + 1, image_dir_, config.path, &main_, &workers_};
+    LoadFailure failure;
+    auto g = Generation::load(req, failure);
+    if (!g) {
+      for (const auto& e : failure.config_errors) result.errors.push_back(e.to_string());
+      result.errors.push_back(failure.message);
+      break;
+    }
+    std::string error;
+    if (!g->start(error)) {
+      result.errors.push_back(error);
+      break;
+    }
+    loaded.push_back(std::move(g));
+  }
+
+  // Protocols, and every listener's protocol provided by exactly the set.
+  auto bind = [&](const std::shared_ptr<Generation>& g) {
+    for (const std::string& p : g->protocol_names()) {
+      if (set->protocols.count(p)) {
+        result.errors.push_back("protocol \"" + p + "\" is provided by two plugins: \"" +
+                                set->protocols[p].generation->name() + "\" and \"" + g->name() + "\"");
+        continue;
+      }
+      set->protocols[p] = ProtocolBinding{g, g->protocol(p)};
+    }
+  };
+  if (result.errors.empty()) {
+    for (auto& g : loaded) {
+      std::string name = g->name();
+      next_number_[name] = g->number();
+      log_info("plugin.loaded", {{"plugin", name}, {"version", g->version()},
+                                 {"generation", std::to_string(g->number())}});
+      set->plugins[name] = lease(std::move(g));  // the right side runs first
+    }
+    loaded.clear();
+    for (auto& [name, g] : set->plugins) bind(g);
+    for (const ListenerConfig& l : config.listeners)
+      if (!set->protocols.count(l.protocol))
+        result.errors.push_back("listener \"" + l.name + "\" needs a plugin that provides protocol \"" +
+                                l.protocol + "\"");
+  }
+  if (!result.errors.empty()) {
+    // Nothing of this attempt served a connection: the new generations are
+    // dropped with the set (their leases retire them on the main loop), the
+    // ones never leased are destroyed here.
+    for (auto& g : loaded) g->discard();
+    return result;
+  }
+  result.set = set;
+  return result;
+}
+
+void PluginManager::commit(std::shared_ptr<const PluginSet> set, std::chrono::milliseconds drain_timeout) {
+  std::shared_ptr<const PluginSet> old = std::move(current_);
+  current_ = std::move(set);
+  if (!old) return;
+  for (auto& [name, g] : old->plugins) {
+    bool kept = current_ && std::any_of(current_->plugins.begin(), current_->plugins.end(),
+                                        [&](auto& kv) { return kv.second == g; });
+    if (kept) continue;
+    g->draining = true;
+    log_info("plugin.draining", {{"plugin", g->name()}, {"generation", std::to_string(g->number())},
+                                 {"sessions", std::to_string(g->sessions.load())}});
+    auto timer = std::make_shared<asio::steady_timer>(main_, drain_timeout);
+    std::weak_ptr<Generation> weak = g;
+    timer->async_wait([this, timer, weak](const boost::system::error_code& ec) {
+      auto gen = weak.lock();
+      if (ec || !gen) return;
+      log_warning("plugin.drain_deadline", {{"plugin", gen->name()}, {"generation", std::to_string(gen->number())},
+                                            {"sessions", std::to_string(gen->sessions.load())}});
+      if (on_drain_deadline) on_drain_deadline(gen.get());
+    });
+  }
+}
+
+void PluginManager::retire(Generation* g) {
+  retiring_.push_back(g);
+  std::string name = g->name(), number = std::to_string(g->number());
+  log_info("plugin.retiring", {{"plugin", name}, {"generation", number}});
+  g->retire([this, g, name, number](bool unloaded) {
+    if (unloaded) log_info("plugin.unloaded", {{"plugin", name}, {"generation", number}, {"verified", "yes"}});
+    else log_error("plugin.unload_failed", {{"plugin", name}, {"generation", number},
+                                            {"reason", "image still mapped after dlclose (STB_GNU_UNIQUE?)"}});
+    retiring_.erase(std::remove(retiring_.begin(), retiring_.end(), g), retiring_.end());
+    live_.erase(std::remove_if(live_.begin(), live_.end(), [g](auto& p) { return p.get() == g; }), live_.end());
+    if (live_.empty() && on_all_unloaded_) asio::post(main_, std::exchange(on_all_unloaded_, nullptr));
+  });
+}
+
+void PluginManager::shutdown(std::function<void()> done) {
+  current_.reset();
+  if (live_.empty()) {
+    asio::post(main_, std::move(done));
+    return;
+  }
+  on_all_unloaded_ = std::move(done);
+}
+
+std::vector<PluginManager::GenerationStatus> PluginManager::status() const {
+  std::vector<GenerationStatus> out;
+  for (const auto& g : live_) {
+    bool retiring = std::find(retiring_.begin(), retiring_.end(), g.get()) != retiring_.end();
+    std::string state = retiring ? "retiring" : g->draining ? "draining" : "active";
+    out.push_back({g->name(), g->version(), state, g->number(), g->sessions.load(), g->host().counters()});
+  }
+  return out;
+}
+
+}  // namespace postern::core

@@ -1,0 +1,81 @@
+// Loads [plugins.NAME], binds protocols to plugin generations, and runs hot
+// reload: a new set of generations is prepared beside the running one and
+// swapped in only if every step succeeded. Replaced generations drain and
+// are unloaded when their last lease goes. Runs on the main loop only.
+#pragma once
+
+#include "config/config.hpp"
+#include "net/connection.hpp"
+#include "plugin/generation.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace postern::core {
+
+class WorkerPool;
+
+// An immutable set of active generations and the protocols they provide.
+struct PluginSet {
+  std::map<std::string, std::shared_ptr<Generation>> plugins;  // by [plugins.NAME]
+  std::map<std::string, ProtocolBinding> protocols;
+  std::optional<ProtocolBinding> protocol(const std::string& name) const;
+};
+
+struct PrepareResult {
+  std::shared_ptr<const PluginSet> set;  // null on failure
+  std::vector<std::string> errors;
+};
+
+class PluginManager {
+ public:
+  PluginManager(boost::asio::io_context& main, WorkerPool& workers, std::string image_dir);
+  ~PluginManager();
+
+  // Loads and starts every new or changed plugin of config (unchanged ones
+  // keep their generation), and checks that every listener's protocol is
+  // provided. On any failure, what it loaded is unloaded again.
+  PrepareResult prepare(const Config& config);
+  // Makes set current. Generations no longer in it drain; after the drain
+  // deadline, on_drain_deadline(generation) asks their sessions to close.
+  void commit(std::shared_ptr<const PluginSet> set, std::chrono::milliseconds drain_timeout);
+  std::shared_ptr<const PluginSet> current() const { return current_; }
+
+  // Drops the current set; done runs once every generation is unloaded.
+  void shutdown(std::function<void()> done);
+
+  std::function<void(const Generation*)> on_drain_deadline;
+
+  struct GenerationStatus {
+    std::string name, version, state;
+    uint32_t generation;
+    int sessions;
+    std::vector<std::pair<std::string, uint64_t>> counters;
+  };
+  std::vector<GenerationStatus> status() const;
+
+ private:
+  std::shared_ptr<Generation> lease(std::unique_ptr<Generation> g);
+  void retire(Generation* g);
+  bool unchanged(const Generation& g, const PluginConfig& pc) const;
+
+  boost::asio::io_context& main_;
+  WorkerPool& workers_;
+  std::string image_dir_;
+  std::shared_ptr<const PluginSet> current_;
+  std::map<std::string, uint32_t> next_number_;
+  // Every generation not yet unloaded, including draining ones.
+  std::vector<std::unique_ptr<Generation>> live_;
+  std::vector<Generation*> retiring_;
+  std::function<void()> on_all_unloaded_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace postern::core

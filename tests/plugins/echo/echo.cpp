@@ -1,0 +1,146 @@
+// Test plugin: a line-echo protocol on the C++ SDK layer, built twice
+// (ECHO_VERSION 1 and 2) for the hot-reload tests.
+//
+//   greeting     "HELLO echo/<version> <greeting>"
+//   VERSION      "VERSION <version>"
+//   STARTTLS     "GO" then TLS
+//   INFO         "INFO tls=<0|1> version=<v> sni=<name> peer=<addr>"
+//   TIMER <ms>   "TICK" after ms (a timer bound to the connection)
+//   WORK         "DONE <n>" after a job on the worker pool
+//   QUIT         "BYE"
+//   anything     "<version>: <line>"
+#include <postern/sdk.hpp>
+
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <string>
+
+#ifndef ECHO_VERSION
+#error "ECHO_VERSION must be defined"
+#endif
+#define ECHO_STR2(x) #x
+#define ECHO_STR(x) ECHO_STR2(x)
+
+namespace echo {
+using namespace postern::sdk;
+
+constexpr std::string_view kVersion = ECHO_STR(ECHO_VERSION);
+
+struct Settings {
+  std::string greeting;
+  int64_t tick_ms = 0;
+};
+
+class Session : public LineSession {
+ public:
+  Session(Connection conn, const Settings& s, Host host, Host::Counter lines)
+      : LineSession(conn), settings_(s), host_(host), lines_(lines) {}
+
+  void on_open(const ConnInfo&) override {
+    conn().write("HELLO echo/" + std::string(kVersion) + " " + settings_.greeting + "\r\n");
+  }
+
+  bool on_line(std::string_view line) override {
+    lines_.add();
+    if (line == "QUIT") {
+      conn().write("BYE\r\n");
+      conn().close();
+    } else if (line == "VERSION") {
+      conn().write("VERSION " + std::string(kVersion) + "\r\n");
+    } else if (line == "STARTTLS") {
+      conn().write("GO\r\n");
+      return start_tls();
+    } else if (line == "INFO") {
+      conn().write("INFO tls=" + std::string(info().tls_active ? "1" : "0") + " version=" + info().tls_version +
+                   " sni=" + info().tls_sni + " peer=" + info().peer_addr + "\r\n");
+    } else if (line.starts_with("TIMER ")) {
+      int ms = 0;
+      std::from_chars(line.data() + 6, line.data() + line.size(), ms);
+      Connection c = conn();
+      host_.start_timer(c.handle(), std::chrono::milliseconds(ms), [c](bool fired) {
+        if (fired) c.write("TICK\r\n");
+      });
+    } else if (line == "WORK") {
+      auto result = std::make_shared<std::atomic<long>>(0);
+      Connection c = conn();
+      host_.submit(
+          c.handle(),
+          [result] {
+            long sum = 0;
+            for (long i = 1; i <= 1000; ++i) sum += i;
+            *result = sum;
+          },
+          [c, result](bool ran) {
+            if (ran) c.write("DONE " + std::to_string(result->load()) + "\r\n");
+          });
+    } else {
+      conn().write(std::string(kVersion) + ": " + std::string(line) + "\r\n");
+    }
+    return true;
+  }
+
+  bool on_line_too_long() override { return conn().write("ERR line too long\r\n"), true; }
+  void on_timeout() override { conn().write("BYE idle\r\n"); }
+  void on_shutdown() override {
+    conn().write("BYE shutting down\r\n");
+    conn().close();
+  }
+
+ private:
+  const Settings& settings_;
+  Host host_;
+  Host::Counter lines_;
+};
+
+class Plugin : public postern::sdk::Plugin {
+ public:
+  static constexpr std::array<std::string_view, 1> protocols{"echo"};
+
+  bool configure(Config cfg) override {
+    cfg.allow_keys({"greeting", "tick_ms"});
+    settings_.greeting = cfg.string("greeting", "ready");
+    if (settings_.greeting.empty() || settings_.greeting.size() > 200 ||
+        settings_.greeting.find_first_of("\r\n") != std::string::npos)
+      cfg["greeting"].error("must be one non-empty line of at most 200 characters");
+    settings_.tick_ms = cfg.integer("tick_ms", 0, 0, 60'000);
+    return cfg.error_count() == 0;
+  }
+
+  bool start(std::string&) override {
+    lines_ = host().counter("echo_lines_total", "lines received");
+    ticks_ = host().counter("echo_ticks_total", "periodic timer runs");
+    if (settings_.tick_ms > 0) tick();
+    return true;
+  }
+
+  void stop() override { stopped_ = true; }
+
+  std::unique_ptr<ProtocolSession> open_session(std::string_view, Connection conn, const ConnInfo&) override {
+    return std::make_unique<Session>(conn, settings_, host(), lines_);
+  }
+
+  std::string refusal(std::string_view, pst_refuse_reason reason) override {
+    return "BUSY " + std::to_string(static_cast<int>(reason)) + "\r\n";
+  }
+
+ private:
+  // A periodic timer not bound to any connection: the host must cancel it
+  // when this generation retires, before unloading the image.
+  void tick() {
+    host().start_timer(nullptr, std::chrono::milliseconds(settings_.tick_ms), [this](bool fired) {
+      if (!fired || stopped_) return;
+      ticks_.add();
+      tick();
+    });
+  }
+
+  Settings settings_;
+  Host::Counter lines_, ticks_;
+  bool stopped_ = false;
+};
+
+}  // namespace echo
+
+POSTERN_PLUGIN(echo::Plugin, "echo", "1." ECHO_STR(ECHO_VERSION) ".0")
