@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -31,7 +32,13 @@ void read_server(Validator v, ServerConfig& s) {
   s.group = v.string("group", "");
   s.data_dir = v.path("data_dir", "/var/lib/postern");
   s.runtime_dir = v.path("runtime_dir", "/run/postern");
-  s.plugin_dir = v.path("plugin_dir", POSTERN_DEFAULT_PLUGIN_DIR);
+  // POSTERN_PLUGIN_DIR replaces the built-in default (not a configured
+  // value): a build tree's plugins can be checked with the shipped file.
+  const char* env_plugin_dir = std::getenv("POSTERN_PLUGIN_DIR");
+  std::string default_plugin_dir = env_plugin_dir && *env_plugin_dir
+                                       ? fs::absolute(env_plugin_dir).lexically_normal().string()
+                                       : std::string(POSTERN_DEFAULT_PLUGIN_DIR);
+  s.plugin_dir = v.path("plugin_dir", default_plugin_dir);
   s.control_socket = v.path("control_socket", s.runtime_dir + "/control.sock");
   s.threads = static_cast<uint32_t>(v.integer("threads", 0, 0, 256));
   s.workers = static_cast<uint32_t>(v.integer("workers", 2, 1, 256));
@@ -94,6 +101,7 @@ std::string fingerprint(const toml::table& t) {
 void read_plugin(Validator v, const std::string& name, const ServerConfig& server, PluginConfig& p) {
   p.name = name;
   p.table = v.table();
+  p.line = static_cast<uint32_t>(v.table()->source().begin.line);
   std::string explicit_path = v.path("path", "");
   p.path = explicit_path.empty() ? server.plugin_dir + "/" + name + ".so" : explicit_path;
   p.fingerprint = fingerprint(*v.table());

@@ -221,9 +221,9 @@ void Daemon::begin_shutdown() {
   if (stopping_) return;
   stopping_ = true;
   notify_systemd("STOPPING=1");
+  for (auto& l : listeners_) l->stop();
   log_info("server.stopping", {{"connections", std::to_string(registry_.size())},
                                {"deadline_ms", std::to_string(config_.server.shutdown_timeout.count())}});
-  for (auto& l : listeners_) l->stop();
   shutdown_timer_ = std::make_unique<asio::steady_timer>(main_, config_.server.shutdown_timeout);
   shutdown_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;

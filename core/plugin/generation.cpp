@@ -57,7 +57,8 @@ bool file_identity(const std::string& path, FileIdentity& out) {
 std::unique_ptr<Generation> Generation::load(const LoadRequest& req, LoadFailure& failure) {
   const PluginConfig& pc = *req.plugin;
   auto fail = [&](std::string why) {
-    failure.message = "plugin \"" + pc.name + "\" (" + pc.path + "): " + why;
+    failure.message = req.config_file + ":" + std::to_string(pc.line) + ": plugins." + pc.name + ": " + why +
+                      " (" + pc.path + ")";
     return nullptr;
   };
   std::unique_ptr<Generation> g(new Generation());

@@ -220,9 +220,11 @@ typedef void (*pst_timer_fn)(void* user, pst_status status);
 
 /* Runs on a worker-pool thread; may block. Never touch a pst_conn here. */
 typedef void (*pst_work_fn)(void* user);
-/* Called exactly once per submitted job, after work ran (PST_OK) or instead
- * of it when the job was cancelled before it started (PST_ERR_CANCELLED).
- * Runs on the bound connection's loop thread, or a loop thread if unbound. */
+/* Called exactly once per submitted job: PST_OK after work ran;
+ * PST_ERR_CANCELLED when the generation retired before the job started
+ * (work did not run); PST_ERR_CLOSED when work ran but the bound connection
+ * closed meanwhile (its pst_conn is gone: do not touch it). Runs on the
+ * bound connection's loop thread, or a loop thread if unbound. */
 typedef void (*pst_work_done_fn)(void* user, pst_status status);
 
 /* ------------------------------------------------------------------ */
@@ -278,8 +280,10 @@ typedef struct pst_host_v1 {
   void (*counter_add)(pst_host_ctx* ctx, uint32_t counter_id, uint64_t delta);
 
   /* --- connection I/O for protocol plugins (LOOP-THREAD) --- */
-  /* Queues bytes; the host copies them. PST_ERR_LIMIT when the output
-   * buffer is over its limit (then pause and wait for on_writable). */
+  /* Queues bytes; the host copies them. PST_ERR_LIMIT: queued, but the
+   * output is now over the listener's write_buffer: stop writing until
+   * on_writable. Past 4x write_buffer nothing is queued and the host
+   * closes the connection. PST_ERR_CLOSED after conn_close. */
   pst_status (*conn_write)(pst_conn* conn, const uint8_t* data, size_t len);
   /* Flushes queued output, then runs the TLS handshake. Bytes the client
    * sent before the handshake are discarded (STARTTLS injection); no

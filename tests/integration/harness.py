@@ -1,0 +1,226 @@
+"""Drives a real posternd on loopback for the integration tests.
+
+Everything is hermetic: ports are chosen by the kernel (port = 0, read back
+from the daemon's listener.started log line), data lives in a temp dir, and
+certificates come from a CA made with the openssl command at test time.
+Synchronisation waits for log events, never for a fixed time.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+POSTERND = os.environ["POSTERND"]
+POSTERN = os.environ["POSTERN"]
+TEST_PLUGIN_DIR = os.environ["TEST_PLUGIN_DIR"]
+PLUGIN_DIR = os.environ["PLUGIN_DIR"]
+SOURCE_DIR = os.environ["POSTERN_SOURCE_DIR"]
+
+_FIELD = re.compile(r'([A-Za-z0-9_.]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_log_line(line):
+    fields = {}
+    for key, value in _FIELD.findall(line):
+        if value.startswith('"'):
+            value = bytes(value[1:-1], "utf-8").decode("unicode_escape")
+        fields[key] = value
+    return fields
+
+
+class Pki:
+    """A throwaway CA and server certificates, made with openssl."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.ca_key = os.path.join(directory, "ca.key")
+        self.ca_cert = os.path.join(directory, "ca.pem")
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", self.ca_key, "-out", self.ca_cert, "-days", "2", "-subj", "/CN=Postern Test CA")
+
+    def _run(self, *args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    def issue(self, name, dns_names):
+        """Writes NAME.pem and NAME.key for the given DNS names; returns paths."""
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        cert = os.path.join(self.dir, name + ".pem")
+        ext = os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=" + ",".join("DNS:" + d for d in dns_names) + "\n")
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                  "-out", csr, "-subj", "/CN=" + dns_names[0])
+        self._run("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key, "-CAcreateserial",
+                  "-out", cert, "-days", "2", "-extfile", ext)
+        return cert, key
+
+    def client_context(self):
+        ctx = ssl.create_default_context(cafile=self.ca_cert)
+        return ctx
+
+
+class Daemon:
+    """A posternd process with its config and logs."""
+
+    def __init__(self, testcase, config, name="postern.toml", env=None):
+        self.test = testcase
+        self.dir = tempfile.mkdtemp(prefix="postern-it-")
+        testcase.addCleanup(shutil.rmtree, self.dir, True)
+        self.config_path = os.path.join(self.dir, name)
+        self.write_config(config)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = None
+        self.reader = None
+        self.env = dict(os.environ, **(env or {}))
+
+    def write_config(self, config):
+        base = (
+            "[server]\n"
+            'data_dir = "data"\n'
+            'runtime_dir = "run"\n'
+            'plugin_dir = "%s"\n' % PLUGIN_DIR
+        )
+        text = config if config.lstrip().startswith("[server]") else base + config
+        tmp = self.config_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text.replace("@DIR@", self.dir).replace("@TEST_PLUGINS@", TEST_PLUGIN_DIR))
+        os.rename(tmp, self.config_path)
+
+    def start(self, wait=True):
+        self.proc = subprocess.Popen([POSTERND, "--config", self.config_path], stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=self.env)
+        self.test.addCleanup(self._cleanup)
+        self.reader = threading.Thread(target=self._read_logs, daemon=True)
+        self.reader.start()
+        if wait:
+            self.wait_for("server.started")
+        return self
+
+    def _read_logs(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cond:
+                self.lines.append(line)
+                self.cond.notify_all()
+
+    def _cleanup(self):
+        # A graceful stop, so that the sanitizers' exit-time checks run too.
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.reader:
+            self.reader.join(10)
+        reports = [l for l in self.lines if "Sanitizer" in l or "runtime error:" in l]
+        if reports:
+            raise AssertionError("posternd sanitizer report:\n" + "\n".join(self.lines[-60:]))
+
+    def events(self, event, **fields):
+        with self.cond:
+            lines = list(self.lines)
+        found = []
+        for line in lines:
+            parsed = parse_log_line(line)
+            if parsed.get("event") == event and all(parsed.get(k) == str(v) for k, v in fields.items()):
+                found.append(parsed)
+        return found
+
+    def wait_for(self, event, timeout=20, count=1, **fields):
+        """Waits until `count` log lines match; returns the last one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.events(event, **fields)
+            if len(found) >= count:
+                return found[count - 1]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self.proc.poll() is not None and not found):
+                self.test.fail("no log event %s %s within %ss; log:\n%s" % (
+                    event, fields, timeout, "\n".join(self.lines[-40:])))
+            with self.cond:
+                self.cond.wait(min(remaining, 0.2))
+
+    def port(self, listener):
+        return int(self.wait_for("listener.started", listener=listener)["port"])
+
+    def ctl(self, *args):
+        r = subprocess.run([POSTERN, "--config", self.config_path, *args], capture_output=True, text=True,
+                           timeout=60)
+        return r.returncode, r.stdout, r.stderr
+
+    def status(self):
+        rc, out, err = self.ctl("status")
+        self.test.assertEqual(rc, 0, err)
+        return [parse_log_line(l) | {"kind": l.split(" ", 1)[0]} for l in out.splitlines()]
+
+    def terminate(self, timeout=30):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+class LineClient:
+    """A line-oriented client over plain TCP or TLS."""
+
+    def __init__(self, port, host="127.0.0.1", tls_context=None, server_hostname=None, timeout=10):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        if tls_context:
+            sock = tls_context.wrap_socket(sock, server_hostname=server_hostname)
+        self.sock = sock
+        self.buf = b""
+
+    def read_line(self):
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("connection closed; unread: %r" % self.buf)
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode()
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def command(self, line):
+        self.send(line + "\r\n")
+        return self.read_line()
+
+    def starttls(self, context, server_hostname=None):
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def at_eof(self):
+        """True when the server closed the connection (after any unread lines)."""
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def copy_plugin(src_name, dest_dir, dest_name):
+    """Installs a test plugin the way operators should: copy, then rename."""
+    tmp = os.path.join(dest_dir, "." + dest_name + ".tmp")
+    shutil.copyfile(os.path.join(TEST_PLUGIN_DIR, src_name + ".so"), tmp)
+    os.rename(tmp, os.path.join(dest_dir, dest_name + ".so"))
+
+
+def main():
+    unittest.main(verbosity=2)
