@@ -8,7 +8,7 @@ import stat
 import subprocess
 import unittest
 
-from harness import (PLUGIN_DIR, POSTERN, POSTERND, SOURCE_DIR, Daemon, LineClient, main)
+from harness import (PLUGIN_DIR, POSTERN, POSTERND, SOURCE_DIR, Daemon, LineClient, Pki, main)
 
 ECHO = """
 [server]
@@ -182,6 +182,34 @@ class Lifecycle(unittest.TestCase):
         rc, out, err = d.ctl("reload")
         self.assertEqual(rc, 0, err)
         self.assertEqual(LineClient(d.port("echo")).read_line(), "HELLO echo/1 again")
+
+    def test_the_sdk_example_serves_its_protocol(self):
+        d = Daemon(self, """
+[[tls.certificate]]
+cert = "@DIR@/hello.pem"
+key = "@DIR@/hello.key"
+[listeners.hello]
+address = "127.0.0.1"
+port = 0
+protocol = "hello"
+tls = "starttls"
+[plugins.hello]
+greeting = "welcome"
+""")
+        pki = Pki(d.dir)
+        pki.issue("hello", ["hello.test"])
+        d.start()
+        c = LineClient(d.port("hello"))
+        self.assertEqual(c.read_line(), "200 welcome")
+        self.assertEqual(c.command("HELLO Ada"), "250 Hello, Ada!")
+        self.assertEqual(c.command("STARTTLS"), "220 go ahead")
+        c.starttls(pki.client_context(), "hello.test")
+        self.assertEqual(c.command("STARTTLS"), "502 not here")
+        self.assertEqual(c.command("LATER"), "250 later")
+        self.assertEqual(c.command("NOPE"), "500 unknown command")
+        self.assertEqual(c.command("QUIT"), "221 bye")
+        status = [l for l in d.ctl("status")[1].splitlines() if l.startswith("counter")]
+        self.assertEqual(status, ["counter plugin=hello generation=1 name=hello_greeted_total value=1"])
 
     def test_the_plain_c_plugin_serves_its_protocol(self):
         d = Daemon(self, """

@@ -121,6 +121,19 @@ class Reload(unittest.TestCase):
         images = os.listdir(os.path.join(self.daemon.dir, "run", "plugins"))
         self.assertEqual(len(images), 1, images)  # generation 1's private copy is gone
 
+    def test_sessions_past_the_drain_deadline_are_asked_to_close(self):
+        self.daemon.write_config((CONFIG % "ready").replace('drain_timeout = "5m"', 'drain_timeout = "300ms"'))
+        self.assertEqual(self.daemon.ctl("reload")[0], 0)  # the deadline applies to later reloads
+        old = LineClient(self.port)
+        self.assertEqual(old.read_line(), "HELLO echo/1 ready")
+        self.install_plugin("echo_v2")
+        rc, out, err = self.daemon.ctl("reload")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(old.read_line(), "BYE shutting down")
+        self.assertTrue(old.at_eof())
+        self.daemon.wait_for("plugin.drain_deadline", plugin="echo", generation="1")
+        self.daemon.wait_for("plugin.unloaded", plugin="echo", generation="1", verified="yes")
+
     def test_reload_with_a_broken_config_changes_nothing(self):
         c = LineClient(self.port)
         c.read_line()

@@ -21,6 +21,11 @@ address = "127.0.0.1"
 port = 0
 protocol = "echo"
 max_line = 128
+
+[listeners.limited]
+address = "127.0.0.1"
+port = 0
+protocol = "echo"
 max_per_ip = 3
 
 [listeners.plain6]
@@ -60,15 +65,20 @@ class Sessions(unittest.TestCase):
         cls.pki.issue("mail", ["mail.example.test", "*.mx.example.test"])
         cls.pki.issue("other", ["imap.other.test"])
         cls.daemon.start()
-        cls.ports = {name: cls.daemon.port(name) for name in ("plain", "plain6", "starttls", "implicit", "idle")}
+        cls.ports = {name: cls.daemon.port(name) for name in ("plain", "plain6", "limited", "starttls", "implicit", "idle")}
 
     @classmethod
     def tearDownClass(cls):
         cls.daemon.terminate()
         cls.holder.doCleanups()
 
+    def client(self, *args, **kwargs):
+        c = LineClient(*args, **kwargs)
+        self.addCleanup(c.close)
+        return c
+
     def test_plain_session(self):
-        c = LineClient(self.ports["plain"])
+        c = self.client(self.ports["plain"])
         self.assertEqual(c.read_line(), "HELLO echo/1 ready")
         self.assertEqual(c.command("hello there"), "1: hello there")
         self.assertEqual(c.command("INFO"), "INFO tls=0 version= sni= peer=127.0.0.1")
@@ -76,25 +86,25 @@ class Sessions(unittest.TestCase):
         self.assertTrue(c.at_eof())
 
     def test_ipv6_session(self):
-        c = LineClient(self.ports["plain6"], host="::1")
+        c = self.client(self.ports["plain6"], host="::1")
         self.assertEqual(c.read_line(), "HELLO echo/1 ready")
         self.assertEqual(c.command("INFO"), "INFO tls=0 version= sni= peer=::1")
 
     def test_pipelined_lines_and_split_packets(self):
-        c = LineClient(self.ports["plain"])
+        c = self.client(self.ports["plain"])
         c.read_line()
         c.send("a\r\nb\r\nc")
         c.send("d\r\n")
         self.assertEqual([c.read_line() for _ in range(3)], ["1: a", "1: b", "1: cd"])
 
     def test_timer_and_worker_job_complete_on_the_session(self):
-        c = LineClient(self.ports["plain"])
+        c = self.client(self.ports["plain"])
         c.read_line()
         c.send("TIMER 50\r\nWORK\r\n")
         self.assertEqual(sorted([c.read_line(), c.read_line()]), ["DONE 500500", "TICK"])
 
     def test_starttls_session(self):
-        c = LineClient(self.ports["starttls"])
+        c = self.client(self.ports["starttls"])
         self.assertEqual(c.read_line(), "HELLO echo/1 ready")
         self.assertEqual(c.command("INFO").split()[1], "tls=0")
         self.assertEqual(c.command("STARTTLS"), "GO")
@@ -106,7 +116,7 @@ class Sessions(unittest.TestCase):
         self.assertEqual(c.command("after tls"), "1: after tls")
 
     def test_commands_pipelined_after_starttls_are_discarded(self):
-        c = LineClient(self.ports["starttls"])
+        c = self.client(self.ports["starttls"])
         c.read_line()
         c.send("STARTTLS\r\nINJECTED\r\n")
         self.assertEqual(c.read_line(), "GO")
@@ -115,14 +125,14 @@ class Sessions(unittest.TestCase):
         self.assertEqual(c.command("INFO").split()[1], "tls=1")
 
     def test_starttls_not_offered_on_plain_listener(self):
-        c = LineClient(self.ports["plain"])
+        c = self.client(self.ports["plain"])
         c.read_line()
         self.assertEqual(c.command("STARTTLS"), "GO")
         # The host refuses start_tls() there: the session is closed.
         self.assertTrue(c.at_eof())
 
     def test_implicit_tls_session(self):
-        c = LineClient(self.ports["implicit"], tls_context=self.pki.client_context(),
+        c = self.client(self.ports["implicit"], tls_context=self.pki.client_context(),
                        server_hostname="mail.example.test")
         self.assertEqual(c.read_line(), "HELLO echo/1 ready")
         self.assertEqual(c.command("INFO").split()[1], "tls=1")
@@ -130,7 +140,7 @@ class Sessions(unittest.TestCase):
 
     def peer_names(self, server_name):
         ctx = self.pki.client_context()
-        c = LineClient(self.ports["implicit"], tls_context=ctx, server_hostname=server_name)
+        c = self.client(self.ports["implicit"], tls_context=ctx, server_hostname=server_name)
         cert = c.sock.getpeercert()
         c.close()
         return [v for k, v in cert["subjectAltName"]]
@@ -143,7 +153,7 @@ class Sessions(unittest.TestCase):
     def test_unknown_sni_gets_the_default_certificate(self):
         ctx = self.pki.client_context()
         ctx.check_hostname = False
-        c = LineClient(self.ports["implicit"], tls_context=ctx, server_hostname="unknown.test")
+        c = self.client(self.ports["implicit"], tls_context=ctx, server_hostname="unknown.test")
         self.assertEqual([v for k, v in c.sock.getpeercert()["subjectAltName"]][0], "mail.example.test")
 
     def test_tls_1_0_and_1_1_are_refused(self):
@@ -167,44 +177,44 @@ class Sessions(unittest.TestCase):
         s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello cut short
         s.close()
         self.daemon.wait_for("tls.failed", listener="implicit")
-        c = LineClient(self.ports["implicit"], tls_context=self.pki.client_context(),
+        c = self.client(self.ports["implicit"], tls_context=self.pki.client_context(),
                        server_hostname="mail.example.test")
         self.assertEqual(c.read_line(), "HELLO echo/1 ready")
 
     def test_line_over_max_line_is_refused_and_the_session_goes_on(self):
-        c = LineClient(self.ports["plain"])
+        c = self.client(self.ports["plain"])
         c.read_line()
         self.assertEqual(c.command("x" * 5000), "ERR line too long")
         self.assertEqual(c.command("short"), "1: short")
 
     def test_huge_input_without_newline_is_bounded(self):
-        c = LineClient(self.ports["plain"])
+        c = self.client(self.ports["plain"])
         c.read_line()
         c.send(b"y" * (4 << 20))  # 4 MiB and no end of line
         self.assertEqual(c.command(""), "ERR line too long")
         self.assertEqual(c.command("still here"), "1: still here")
 
     def test_idle_timeout_closes_with_a_goodbye(self):
-        c = LineClient(self.ports["idle"])
+        c = self.client(self.ports["idle"])
         c.read_line()
         self.assertEqual(c.read_line(), "BYE idle")
         self.assertTrue(c.at_eof())
         self.daemon.wait_for("conn.timeout", listener="idle")
 
     def test_max_per_ip_refuses_with_the_protocols_busy_line(self):
-        held = [LineClient(self.ports["plain"]) for _ in range(3)]
+        held = [self.client(self.ports["limited"]) for _ in range(3)]
         for c in held:
             c.read_line()
-        extra = LineClient(self.ports["plain"])
+        extra = self.client(self.ports["limited"])
         self.assertEqual(extra.read_line(), "BUSY 2")  # PST_REFUSE_PEER_FULL
         self.assertTrue(extra.at_eof())
-        self.daemon.wait_for("conn.refused", listener="plain", reason="max_per_ip")
-        closed_before = len(self.daemon.events("conn.close", listener="plain"))
+        self.daemon.wait_for("conn.refused", listener="limited", reason="max_per_ip")
+        closed_before = len(self.daemon.events("conn.close", listener="limited"))
         for c in held:
             c.command("QUIT")
         # After the others left, the same peer is admitted again.
-        self.daemon.wait_for("conn.close", listener="plain", count=closed_before + 3)
-        again = LineClient(self.ports["plain"])
+        self.daemon.wait_for("conn.close", listener="limited", count=closed_before + 3)
+        again = self.client(self.ports["limited"])
         self.assertEqual(again.read_line(), "HELLO echo/1 ready")
 
     def test_status_lists_listeners_and_plugins(self):
