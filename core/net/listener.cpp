@@ -12,7 +12,7 @@ using tcp = asio::ip::tcp;
 
 Listener::Listener(asio::io_context& main, LoopPool& loops, ListenerConfig config, Provider provider,
                    ConnectionRegistry& registry, std::atomic<uint64_t>& ids)
-    : acceptor_(main), loops_(loops), state_(std::make_shared<ListenerState>(std::move(config))),
+    : acceptor_(main), retry_(main), loops_(loops), state_(std::make_shared<ListenerState>(std::move(config))),
       provider_(std::move(provider)), registry_(registry), ids_(ids) {}
 
 bool Listener::bind(std::string& error) {
@@ -43,6 +43,7 @@ void Listener::start() {
 
 void Listener::stop() {
   stopped_ = true;
+  retry_.cancel();
   boost::system::error_code ignored;
   acceptor_.close(ignored);
 }
@@ -52,9 +53,13 @@ void Listener::accept() {
   acceptor_.async_accept(loop, [this, &loop](const boost::system::error_code& ec, tcp::socket socket) {
     if (stopped_ || ec == asio::error::operation_aborted) return;
     if (ec) {
-      // EMFILE and friends: log and keep accepting (the kernel queues).
+      // EMFILE and friends: the kernel keeps queueing; retrying at once
+      // would spin, so wait a moment first.
       log_warning("listener.accept_error", {{"listener", state_->config()->name}, {"reason", ec.message()}});
-      accept();
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](const boost::system::error_code& e) {
+        if (!e && !stopped_) accept();
+      });
       return;
     }
     auto config = state_->config();

@@ -7,6 +7,7 @@
 #include "runtime/loop_pool.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <functional>
@@ -42,6 +43,7 @@ class Listener {
   void accept();
 
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_;
   LoopPool& loops_;
   std::shared_ptr<ListenerState> state_;
   Provider provider_;

@@ -95,9 +95,9 @@ class Daemon:
             f.write(text.replace("@DIR@", self.dir).replace("@TEST_PLUGINS@", TEST_PLUGIN_DIR))
         os.rename(tmp, self.config_path)
 
-    def start(self, wait=True):
+    def start(self, wait=True, preexec_fn=None):
         self.proc = subprocess.Popen([POSTERND, "--config", self.config_path], stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=self.env)
+                                     stdin=subprocess.DEVNULL, env=self.env, preexec_fn=preexec_fn)
         self.test.addCleanup(self._cleanup)
         self.reader = threading.Thread(target=self._read_logs, daemon=True)
         self.reader.start()

@@ -2,6 +2,7 @@
 control socket, privilege dropping, and the plain-C plugin."""
 import os
 import re
+import resource
 import shutil
 import socket
 import stat
@@ -117,6 +118,22 @@ class Lifecycle(unittest.TestCase):
         self.assertTrue(c.at_eof())
         self.assertEqual(d.proc.wait(20), 0)
         d.wait_for("server.shutdown_deadline")
+
+    def test_running_out_of_file_descriptors_is_survived(self):
+        d = Daemon(self, ECHO % "1s")
+        d.start(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48)))
+        port = d.port("echo")
+        clients = []
+        for _ in range(60):  # more than the daemon can hold
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            clients.append(s)
+        d.wait_for("listener.accept_error", listener="echo")
+        for s in clients:
+            s.close()
+        # Once descriptors are free again, service resumes by itself.
+        c = LineClient(port)
+        self.assertEqual(c.read_line(), "HELLO echo/1 ready")
+        self.assertEqual(c.command("ok"), "1: ok")
 
     def test_start_fails_cleanly_on_a_busy_port(self):
         with socket.socket() as busy:

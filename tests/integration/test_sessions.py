@@ -33,6 +33,13 @@ address = "::1"
 port = 0
 protocol = "echo"
 
+[listeners.small]
+address = "127.0.0.1"
+port = 0
+protocol = "echo"
+max_connections = 2
+write_buffer = 4096
+
 [listeners.starttls]
 address = "127.0.0.1"
 port = 0
@@ -65,7 +72,7 @@ class Sessions(unittest.TestCase):
         cls.pki.issue("mail", ["mail.example.test", "*.mx.example.test"])
         cls.pki.issue("other", ["imap.other.test"])
         cls.daemon.start()
-        cls.ports = {name: cls.daemon.port(name) for name in ("plain", "plain6", "limited", "starttls", "implicit", "idle")}
+        cls.ports = {name: cls.daemon.port(name) for name in ("plain", "plain6", "limited", "small", "starttls", "implicit", "idle")}
 
     @classmethod
     def tearDownClass(cls):
@@ -216,6 +223,44 @@ class Sessions(unittest.TestCase):
         self.daemon.wait_for("conn.close", listener="limited", count=closed_before + 3)
         again = self.client(self.ports["limited"])
         self.assertEqual(again.read_line(), "HELLO echo/1 ready")
+
+    def test_max_connections_refuses_with_the_protocols_busy_line(self):
+        held = [self.client(self.ports["small"]) for _ in range(2)]
+        for c in held:
+            c.read_line()
+        extra = self.client(self.ports["small"])
+        self.assertEqual(extra.read_line(), "BUSY 1")  # PST_REFUSE_LISTENER_FULL
+        self.assertTrue(extra.at_eof())
+        self.daemon.wait_for("conn.refused", listener="small", reason="max_connections")
+
+    def test_held_lines_wait_for_the_sessions_asynchronous_answer(self):
+        c = self.client(self.ports["plain"])
+        c.read_line()
+        c.send("PAUSE 200\r\nnext\r\nlast\r\n")
+        self.assertEqual([c.read_line() for _ in range(4)], ["PAUSED", "RESUMED", "1: next", "1: last"])
+
+    def test_output_backpressure_keeps_a_bounded_buffer(self):
+        c = self.client(self.ports["small"])  # write_buffer = 4096
+        c.read_line()
+        c.send("FLOOD 2000\r\nafter\r\n")
+        lines = [c.read_line() for _ in range(2002)]
+        self.assertEqual(lines[0][:6], "F2000.")
+        self.assertEqual(lines[1999][:3], "F1.")
+        self.assertTrue(all(len(l) == 1022 for l in lines[:2000]))
+        self.assertEqual(lines[2000:], ["FLOODED", "1: after"])
+
+    def test_a_protocol_ignoring_backpressure_is_cut_off(self):
+        c = self.client(self.ports["small"])
+        c.read_line()
+        c.send("BLAST 64\r\n")  # 64 KiB at once, over 4 x write_buffer
+        received = b""
+        while True:
+            data = c.sock.recv(65536)
+            if not data:
+                break
+            received += data
+        self.assertLess(len(received), 64 * 1024)
+        self.daemon.wait_for("conn.output_overflow", listener="small")
 
     def test_status_lists_listeners_and_plugins(self):
         status = self.daemon.status()

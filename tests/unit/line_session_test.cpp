@@ -14,6 +14,7 @@ struct FakeConn {
   std::string out;
   bool tls_started = false;
   bool closed = false;
+  bool paused = false;
 };
 FakeConn* fake(pst_conn* c) { return reinterpret_cast<FakeConn*>(c); }
 
@@ -32,6 +33,14 @@ pst_host_v1 fake_host() {
     fake(c)->closed = true;
     return PST_OK;
   };
+  h.conn_pause = [](pst_conn* c) -> pst_status {
+    fake(c)->paused = true;
+    return PST_OK;
+  };
+  h.conn_resume = [](pst_conn* c) -> pst_status {
+    fake(c)->paused = false;
+    return PST_OK;
+  };
   return h;
 }
 
@@ -40,11 +49,14 @@ class Recorder : public LineSession {
   using LineSession::LineSession;
   std::vector<std::string> lines;
   int too_long = 0;
+  using LineSession::hold;
+  using LineSession::release;
 
  protected:
   bool on_line(std::string_view line) override {
     lines.emplace_back(line);
     if (line == "STARTTLS") return start_tls();
+    if (line == "WAIT") hold();
     return line != "FAIL";
   }
   bool on_line_too_long() override {
@@ -103,4 +115,26 @@ TEST_CASE("a session's false return is reported to the host") {
   Harness h;
   CHECK_FALSE(h.session.on_data("FAIL\nNEVER\n"));
   CHECK(h.session.lines == std::vector<std::string>{"FAIL"});
+}
+
+TEST_CASE("hold keeps pipelined lines, in order, until release") {
+  Harness h;
+  CHECK(h.session.on_data("A\nWAIT\nB\nC"));
+  CHECK(h.session.lines == std::vector<std::string>{"A", "WAIT"});
+  CHECK(h.conn.paused);
+  CHECK(h.session.on_data("\nD\n"));  // anything the host still delivers is kept too
+  CHECK(h.session.lines.size() == 2);
+  h.session.release();
+  CHECK_FALSE(h.conn.paused);
+  CHECK(h.session.lines == std::vector<std::string>{"A", "WAIT", "B", "C", "D"});
+}
+
+TEST_CASE("a line that spans chunks is bounded before its end arrives") {
+  Harness h(8);
+  CHECK(h.session.on_data("1234"));
+  CHECK(h.session.on_data("56789"));  // 9 bytes, no LF yet: dropped already
+  CHECK(h.session.on_data("ABCDEFGHIJKLMNOP"));
+  CHECK(h.session.on_data("\nok\n"));
+  CHECK(h.session.too_long == 1);
+  CHECK(h.session.lines == std::vector<std::string>{"ok"});
 }

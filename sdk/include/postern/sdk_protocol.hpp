@@ -99,46 +99,26 @@ class ProtocolSession {
 };
 
 // A session for line-oriented protocols: splits input at LF, strips CR LF,
-// and bounds each line by the listener's max_line. Calls start_tls() through
-// this class so that lines the client pipelined after STARTTLS are dropped.
+// and bounds each line by the listener's max_line (a longer line is
+// discarded whole and reported once). Calls start_tls() through this class
+// so that lines the client pipelined after STARTTLS are dropped.
+//
+// hold() stops line processing after the current line (and input from the
+// host) until release(): a session waiting for an asynchronous answer keeps
+// the client's pipelined commands, in order, instead of answering them early.
 class LineSession : public ProtocolSession {
  public:
   using ProtocolSession::ProtocolSession;
 
   bool on_data(std::string_view bytes) final {
-    size_t limit = info().max_line ? info().max_line : 1000;
-    while (!bytes.empty() && !stop_lines_) {
-      size_t nl = bytes.find('\n');
-      std::string_view piece = bytes.substr(0, nl);
-      if (!too_long_) {
-        if (pending_.size() + piece.size() > limit) {
-          too_long_ = true;
-          pending_.clear();
-        } else {
-          pending_.append(piece);
-        }
-      }
-      if (nl == std::string_view::npos) break;
-      bytes.remove_prefix(nl + 1);
-      bool ok;
-      if (too_long_) {
-        ok = on_line_too_long();
-      } else {
-        if (!pending_.empty() && pending_.back() == '\r') pending_.pop_back();
-        ok = on_line(pending_);
-      }
-      pending_.clear();
-      too_long_ = false;
-      if (!ok) return false;
-    }
-    stop_lines_ = false;
-    return true;
+    input_.append(bytes.data(), bytes.size());
+    return process();
   }
 
   void on_tls_ready(const ConnInfo& info) override {
     ProtocolSession::on_tls_ready(info);
-    pending_.clear();
-    too_long_ = false;
+    input_.clear();
+    discarding_ = false;
   }
 
  protected:
@@ -149,15 +129,67 @@ class LineSession : public ProtocolSession {
 
   // Starts TLS and drops whatever the client sent after this line.
   bool start_tls() {
-    stop_lines_ = true;
-    pending_.clear();
+    tls_started_ = true;
+    input_.clear();
     return conn().start_tls();
   }
 
+  void hold() {
+    if (held_) return;
+    held_ = true;
+    conn().pause();
+  }
+  // Resumes: processes the lines kept meanwhile, then new input. Call it on
+  // the session's thread (a completion or a hook); it closes the connection
+  // if a kept line's handler asks to.
+  void release() {
+    if (!held_) return;
+    held_ = false;
+    conn().resume();
+    if (!process()) conn().close();
+  }
+  bool held() const { return held_; }
+
  private:
-  std::string pending_;
-  bool too_long_ = false;
-  bool stop_lines_ = false;
+  bool process() {
+    if (processing_) return true;  // release() from inside on_line: the loop goes on
+    processing_ = true;
+    size_t limit = info().max_line ? info().max_line : 1000;
+    size_t pos = 0;
+    bool ok = true;
+    while (ok && !held_ && !tls_started_) {
+      size_t nl = input_.find('\n', pos);
+      if (nl == std::string::npos) break;
+      std::string_view line(input_.data() + pos, nl - pos);
+      pos = nl + 1;
+      if (discarding_ || line.size() > limit) {
+        discarding_ = false;
+        ok = on_line_too_long();
+        continue;
+      }
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      ok = on_line(line);
+    }
+    if (tls_started_) {
+      input_.clear();
+      tls_started_ = false;
+    } else {
+      input_.erase(0, pos);
+      // An unfinished line already over the limit is never buffered.
+      if (input_.size() > limit && input_.find('\n') == std::string::npos) {
+        input_.clear();
+        discarding_ = true;
+      }
+    }
+    processing_ = false;
+    return ok;
+  }
+
+  std::string input_;
+  bool discarding_ = false;
+  bool tls_started_ = false;
+  bool held_ = false;
+  bool processing_ = false;
 };
 
 namespace detail {

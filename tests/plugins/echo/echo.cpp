@@ -7,6 +7,9 @@
 //   INFO         "INFO tls=<0|1> version=<v> sni=<name> peer=<addr>"
 //   TIMER <ms>   "TICK" after ms (a timer bound to the connection)
 //   WORK         "DONE <n>" after a job on the worker pool
+//   PAUSE <ms>   "PAUSED", holds later lines, then "RESUMED" and goes on
+//   FLOOD <n>    n lines of 1 KiB, honouring backpressure, then "FLOODED"
+//   BLAST <n>    n KiB ignoring backpressure (the host must cut it off)
 //   QUIT         "BYE"
 //   anything     "<version>: <line>"
 #include <postern/sdk.hpp>
@@ -56,12 +59,26 @@ class Session : public LineSession {
       conn().write("INFO tls=" + std::string(info().tls_active ? "1" : "0") + " version=" + info().tls_version +
                    " sni=" + info().tls_sni + " peer=" + info().peer_addr + "\r\n");
     } else if (line.starts_with("TIMER ")) {
-      int ms = 0;
-      std::from_chars(line.data() + 6, line.data() + line.size(), ms);
       Connection c = conn();
-      host_.start_timer(c.handle(), std::chrono::milliseconds(ms), [c](bool fired) {
+      host_.start_timer(c.handle(), std::chrono::milliseconds(number(line.substr(6))), [c](bool fired) {
         if (fired) c.write("TICK\r\n");
       });
+    } else if (line.starts_with("PAUSE ")) {
+      conn().write("PAUSED\r\n");
+      hold();
+      host_.start_timer(conn().handle(), std::chrono::milliseconds(number(line.substr(6))), [this](bool fired) {
+        if (!fired) return;
+        conn().write("RESUMED\r\n");
+        release();
+      });
+    } else if (line.starts_with("FLOOD ")) {
+      flood_left_ = number(line.substr(6));
+      flooding_ = true;
+      hold();
+      flood();
+    } else if (line.starts_with("BLAST ")) {
+      std::string kib(1024, 'b');
+      for (int i = number(line.substr(6)); i > 0; --i) conn().write(kib);
     } else if (line == "WORK") {
       auto result = std::make_shared<std::atomic<long>>(0);
       Connection c = conn();
@@ -81,6 +98,10 @@ class Session : public LineSession {
     return true;
   }
 
+  void on_writable() override {
+    if (flooding_) flood();
+  }
+
   bool on_line_too_long() override { return conn().write("ERR line too long\r\n"), true; }
   void on_timeout() override { conn().write("BYE idle\r\n"); }
   void on_shutdown() override {
@@ -89,9 +110,30 @@ class Session : public LineSession {
   }
 
  private:
+  static int number(std::string_view s) {
+    int n = 0;
+    std::from_chars(s.data(), s.data() + s.size(), n);
+    return n;
+  }
+
+  // Writes until the host says its buffer is full, then waits for
+  // on_writable: output stays bounded whatever the client's speed.
+  void flood() {
+    while (flood_left_ > 0) {
+      std::string l = "F" + std::to_string(flood_left_--);
+      l.resize(1022, '.');
+      if (!conn().write(l + "\r\n")) return;
+    }
+    flooding_ = false;
+    conn().write("FLOODED\r\n");
+    release();
+  }
+
   const Settings& settings_;
   Host host_;
   Host::Counter lines_;
+  int flood_left_ = 0;
+  bool flooding_ = false;
 };
 
 class Plugin : public postern::sdk::Plugin {
