@@ -27,7 +27,7 @@ bool is_ip_address(const std::string& s) {
 
 void read_server(Validator v, ServerConfig& s) {
   v.allow_keys({"user", "group", "data_dir", "runtime_dir", "plugin_dir", "control_socket", "threads", "workers",
-                "work_queue", "shutdown_timeout", "drain_timeout"});
+                "work_queue", "shutdown_timeout", "drain_timeout", "call_timeout"});
   s.user = v.string("user", "");
   s.group = v.string("group", "");
   s.data_dir = v.path("data_dir", "/var/lib/postern");
@@ -45,6 +45,7 @@ void read_server(Validator v, ServerConfig& s) {
   s.work_queue = static_cast<uint32_t>(v.integer("work_queue", 1024, 1, 1 << 20));
   s.shutdown_timeout = v.duration("shutdown_timeout", s.shutdown_timeout);
   s.drain_timeout = v.duration("drain_timeout", s.drain_timeout);
+  s.call_timeout = v.duration("call_timeout", s.call_timeout);
 }
 
 void read_log(Validator v, LogConfig& l) {

@@ -82,6 +82,7 @@ struct ServerConfig {
   uint32_t work_queue = 1024;
   std::chrono::milliseconds shutdown_timeout{30'000};
   std::chrono::milliseconds drain_timeout{300'000};
+  std::chrono::milliseconds call_timeout{60'000};
 };
 
 struct LogConfig {

@@ -36,7 +36,12 @@ std::vector<std::string> check_configuration(const std::string& path) {
   WorkerPool no_workers(0, 0);  // init must not submit work
   std::set<std::string> protocols;
   for (const PluginConfig& pc : config.plugins) {
-    LoadRequest req{&pc, 1, tmpl, config.path, &unused_loop, &no_workers};
+    HostServices services;
+    services.main = &unused_loop;
+    services.workers = &no_workers;
+    services.data_dir = config.server.data_dir;
+    services.runtime_dir = config.server.runtime_dir;
+    LoadRequest req{&pc, 1, tmpl, config.path, services};
     LoadFailure failure;
     auto g = Generation::load(req, failure);
     if (!g) {

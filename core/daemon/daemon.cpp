@@ -122,7 +122,14 @@ int Daemon::run() {
   started_at_ = std::chrono::steady_clock::now();
   workers_ = std::make_unique<WorkerPool>(config_.server.workers, config_.server.work_queue);
   loops_ = std::make_unique<LoopPool>(config_.server.threads);
-  plugins_ = std::make_unique<PluginManager>(main_, *workers_, config_.server.runtime_dir + "/plugins");
+  HostServices services;
+  services.main = &main_;
+  services.workers = workers_.get();
+  services.notify = &notify_;
+  services.data_dir = config_.server.data_dir;
+  services.runtime_dir = config_.server.runtime_dir;
+  services.call_timeout = config_.server.call_timeout;
+  plugins_ = std::make_unique<PluginManager>(services, config_.server.runtime_dir + "/plugins");
   std::string error;
   if (!start(error)) {
     log_error("server.start_failed", {{"reason", error}});
@@ -160,7 +167,7 @@ std::string Daemon::restart_required(const Config& next) const {
   const ServerConfig &a = config_.server, &b = next.server;
   if (a.user != b.user || a.group != b.group || a.data_dir != b.data_dir || a.runtime_dir != b.runtime_dir ||
       a.plugin_dir != b.plugin_dir || a.control_socket != b.control_socket || a.threads != b.threads ||
-      a.workers != b.workers || a.work_queue != b.work_queue)
+      a.workers != b.workers || a.work_queue != b.work_queue || a.call_timeout != b.call_timeout)
     return "[server] settings other than the timeouts changed: restart posternd to apply them";
   if (next.listeners.size() != config_.listeners.size())
     return "listeners were added or removed: restart posternd to apply that";

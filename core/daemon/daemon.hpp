@@ -9,6 +9,7 @@
 #include "net/listener.hpp"
 #include "plugin/plugin_manager.hpp"
 #include "runtime/loop_pool.hpp"
+#include "runtime/notify_hub.hpp"
 #include "runtime/worker_pool.hpp"
 #include "tls/tls_store.hpp"
 
@@ -47,6 +48,7 @@ class Daemon {
   std::unique_ptr<LoopPool> loops_;
   std::unique_ptr<PluginManager> plugins_;
   std::shared_ptr<TlsStore> tls_;
+  NotifyHub notify_;
   ConnectionRegistry registry_;
   std::atomic<uint64_t> connection_ids_{0};
   std::vector<std::unique_ptr<Listener>> listeners_;

@@ -291,6 +291,8 @@ void Connection::finish() {
   for (auto& w : timers_)
     if (auto op = w.lock()) op->timer.cancel();
   timers_.clear();
+  for (auto& fn : finishers_) fn();
+  finishers_.clear();
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);

@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,8 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   const std::string& peer() const { return peer_addr_; }
   bool open() const { return state_ == State::open; }
   void bind_timer(std::weak_ptr<TimerOp> op) { timers_.push_back(std::move(op)); }
+  // Runs fn when the connection is gone (on its thread).
+  void on_finish(std::function<void()> fn) { finishers_.push_back(std::move(fn)); }
 
   // Host services behind pst_host_v1's conn_* functions.
   pst_status write(const uint8_t* data, size_t len);
@@ -111,6 +114,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   boost::asio::steady_timer idle_timer_;
   boost::asio::steady_timer force_timer_;
   std::vector<std::weak_ptr<TimerOp>> timers_;
+  std::vector<std::function<void()>> finishers_;
 };
 
 }  // namespace postern::core

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <filesystem>
 
 namespace postern::core {
@@ -109,7 +110,7 @@ std::unique_ptr<Generation> Generation::load(const LoadRequest& req, LoadFailure
   g->name_ = pc.name;
   g->version_ = std::string(d->version.data ? d->version.data : "", d->version.data ? d->version.len : 0);
 
-  g->host_ = std::make_unique<HostContext>(pc.name, req.number, pc.table, req.config_file, *req.main, *req.workers);
+  g->host_ = std::make_unique<HostContext>(pc.name, req.number, pc.table, req.config_file, req.services);
   char message[512];
   pst_error err{sizeof(pst_error), message, sizeof message, 0};
   g->instance_ = d->init(host_api(), g->host_.get(), &err);
@@ -137,27 +138,44 @@ bool Generation::start(std::string& error) {
   return false;
 }
 
-const pst_protocol_v1* Generation::protocol(std::string_view name) const {
-  for (size_t i = 0, n = capability_count(descriptor_); i < n; ++i) {
-    const pst_capability_v1& c = descriptor_->capabilities[i];
-    if (c.kind != PST_CAP_PROTOCOL || !c.table) continue;
+namespace {
+// The name of a protocol or service table, if it is one of `kind` and big
+// enough to hold what this host reads.
+std::optional<std::string_view> capability_name(const pst_capability_v1& c, uint32_t kind) {
+  if (c.kind != kind || !c.table) return std::nullopt;
+  if (kind == PST_CAP_PROTOCOL) {
     auto* p = static_cast<const pst_protocol_v1*>(c.table);
-    if (p->struct_size >= offsetof(pst_protocol_v1, refuse) && std::string_view(p->name.data, p->name.len) == name)
-      return p;
+    if (p->struct_size < offsetof(pst_protocol_v1, refuse)) return std::nullopt;
+    return std::string_view(p->name.data, p->name.len);
   }
+  auto* s = static_cast<const pst_service_v1*>(c.table);
+  if (s->struct_size < sizeof(pst_service_v1) || !s->handle) return std::nullopt;
+  return std::string_view(s->name.data, s->name.len);
+}
+}  // namespace
+
+template <class Table>
+static const Table* find_capability(const pst_plugin_v1* d, uint32_t kind, std::string_view name) {
+  for (size_t i = 0, n = capability_count(d); i < n; ++i)
+    if (capability_name(d->capabilities[i], kind) == name) return static_cast<const Table*>(d->capabilities[i].table);
   return nullptr;
 }
 
-std::vector<std::string> Generation::protocol_names() const {
+static std::vector<std::string> capability_names(const pst_plugin_v1* d, uint32_t kind) {
   std::vector<std::string> names;
-  for (size_t i = 0, n = capability_count(descriptor_); i < n; ++i) {
-    const pst_capability_v1& c = descriptor_->capabilities[i];
-    if (c.kind != PST_CAP_PROTOCOL || !c.table) continue;
-    auto* p = static_cast<const pst_protocol_v1*>(c.table);
-    names.emplace_back(p->name.data, p->name.len);
-  }
+  for (size_t i = 0, n = capability_count(d); i < n; ++i)
+    if (auto name = capability_name(d->capabilities[i], kind)) names.emplace_back(*name);
   return names;
 }
+
+const pst_protocol_v1* Generation::protocol(std::string_view name) const {
+  return find_capability<pst_protocol_v1>(descriptor_, PST_CAP_PROTOCOL, name);
+}
+std::vector<std::string> Generation::protocol_names() const { return capability_names(descriptor_, PST_CAP_PROTOCOL); }
+const pst_service_v1* Generation::service(std::string_view name) const {
+  return find_capability<pst_service_v1>(descriptor_, PST_CAP_SERVICE, name);
+}
+std::vector<std::string> Generation::service_names() const { return capability_names(descriptor_, PST_CAP_SERVICE); }
 
 void Generation::retire(std::function<void(bool)> done) {
   if (descriptor_->stop) descriptor_->stop(instance_);

@@ -37,8 +37,7 @@ struct LoadRequest {
   uint32_t number = 0;
   std::string image_dir;  // where the private copy goes
   std::string config_file;
-  boost::asio::io_context* main = nullptr;
-  WorkerPool* workers = nullptr;
+  HostServices services;
 };
 
 struct LoadFailure {
@@ -71,6 +70,8 @@ class Generation {
   HostContext& host() { return *host_; }
   const pst_protocol_v1* protocol(std::string_view name) const;
   std::vector<std::string> protocol_names() const;
+  const pst_service_v1* service(std::string_view name) const;
+  std::vector<std::string> service_names() const;
 
   std::atomic<int> sessions{0};
   std::atomic<bool> draining{false};

@@ -4,12 +4,51 @@
 #include "log/logger.hpp"
 #include "net/connection.hpp"
 #include "plugin/host_context.hpp"
+#include "plugin/generation.hpp"
+#include "runtime/notify_hub.hpp"
 #include "runtime/worker_pool.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <atomic>
+
+namespace postern::core {
+
+// The caller's side of a service call: completes exactly once, by the
+// provider's reply or by the host's timeout, whichever comes first.
+struct PendingCall : std::enable_shared_from_this<PendingCall> {
+  HostContext* caller = nullptr;
+  pst_call_done_fn done = nullptr;
+  void* user = nullptr;
+  boost::asio::any_io_executor executor;
+  std::weak_ptr<Connection> conn;
+  bool bound = false;
+  std::atomic<bool> completed{false};
+  std::unique_ptr<boost::asio::steady_timer> timeout;
+
+  void complete(pst_status status, std::string reply) {
+    if (completed.exchange(true)) return;
+    boost::asio::post(executor, [self = shared_from_this(), status, reply = std::move(reply)] {
+      if (self->timeout) self->timeout->cancel();
+      auto live = self->conn.lock();
+      pst_status st = self->bound && (!live || !live->open()) ? PST_ERR_CLOSED : status;
+      self->done(self->user, st, reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
+      self->caller->end_job();
+    });
+  }
+};
+
+}  // namespace postern::core
+
+// The provider's side (pst_call*): holds the provider generation until the
+// provider replies, even after the caller gave up.
+struct pst_call {
+  std::shared_ptr<postern::core::PendingCall> pending;
+  std::shared_ptr<postern::core::Generation> provider;
+};
 
 namespace postern::core {
 namespace asio = boost::asio;
@@ -218,12 +257,99 @@ pst_status conn_resume(pst_conn* c) { return c ? conn(c)->resume() : PST_ERR_INV
 pst_status conn_set_timeout(pst_conn* c, uint64_t ms) { return c ? conn(c)->set_timeout(ms) : PST_ERR_INVALID; }
 pst_status conn_set_read_limit(pst_conn* c, size_t n) { return c ? conn(c)->set_read_limit(n) : PST_ERR_INVALID; }
 
+std::string_view kNoService = "no enabled plugin provides this service";
+
+pst_status call(pst_host_ctx* ctx, pst_conn* c, pst_str service, pst_str method, const uint8_t* request, size_t len,
+                pst_call_done_fn done, void* user) {
+  if (!ctx || !done || (!request && len)) return PST_ERR_INVALID;
+  HostContext* h = host(ctx);
+  if (c && !conn(c)->open()) return PST_ERR_CLOSED;
+  if (!h->begin_job()) return PST_ERR_CLOSED;
+  auto pending = std::make_shared<PendingCall>();
+  pending->caller = h;
+  pending->done = done;
+  pending->user = user;
+  pending->executor = c ? conn(c)->executor() : h->main_loop().get_executor();
+  pending->conn = c ? conn(c)->weak_from_this() : std::weak_ptr<Connection>();
+  pending->bound = c != nullptr;
+  const ServiceDirectory* dir = h->services().services;
+  auto binding = dir ? dir->find_service(std::string(sv(service))) : std::nullopt;
+  if (!binding) {
+    pending->complete(PST_ERR_NOT_FOUND, std::string(kNoService));
+    return PST_OK;
+  }
+  pending->timeout = std::make_unique<asio::steady_timer>(pending->executor, h->services().call_timeout);
+  pending->timeout->async_wait([weak = std::weak_ptr<PendingCall>(pending)](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto p = weak.lock()) p->complete(PST_ERR_RETRYABLE, "the service did not answer in time");
+  });
+  auto* handle = new pst_call{pending, binding->generation};
+  binding->table->handle(binding->generation->instance(), handle, method, request, len);
+  return PST_OK;
+}
+
+void call_reply(pst_call* handle, pst_status status, const uint8_t* reply, size_t len) {
+  if (!handle) return;
+  handle->pending->complete(status, reply ? std::string(reinterpret_cast<const char*>(reply), len) : std::string());
+  delete handle;  // releases the provider's generation (possibly retiring it)
+}
+
+// --- notifications (1.1) ---
+
+pst_status subscribe(pst_host_ctx* ctx, pst_conn* c, pst_str topic, pst_notify_fn fn, void* user, uint64_t* id_out) {
+  if (!ctx || !fn || !id_out) return PST_ERR_INVALID;
+  HostContext* h = host(ctx);
+  NotifyHub* hub = h->services().notify;
+  if (!hub) return PST_ERR_UNSUPPORTED;
+  if (c && !conn(c)->open()) return PST_ERR_CLOSED;
+  if (h->retiring()) return PST_ERR_CLOSED;
+  NotifyHub::Subscriber sub;
+  sub.executor = c ? conn(c)->executor() : h->main_loop().get_executor();
+  sub.owner = h;
+  std::weak_ptr<Connection> weak = c ? conn(c)->weak_from_this() : std::weak_ptr<Connection>();
+  bool bound = c != nullptr;
+  sub.deliver = [h, fn, user, weak, bound](const std::string& t, const std::string& payload) {
+    if (bound) {
+      auto live = weak.lock();
+      if (!live || !live->open()) return;
+    }
+    if (!h->begin_job()) return;  // retiring: no more plugin code
+    fn(user, pst_str{t.data(), t.size()}, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+    h->end_job();
+  };
+  *id_out = hub->subscribe(std::string(sv(topic)), std::move(sub));
+  if (c) conn(c)->on_finish([hub, id = *id_out] { hub->unsubscribe(id); });
+  return PST_OK;
+}
+
+pst_status unsubscribe(pst_host_ctx* ctx, uint64_t id) {
+  if (!ctx || !host(ctx)->services().notify) return PST_ERR_INVALID;
+  host(ctx)->services().notify->unsubscribe(id);
+  return PST_OK;
+}
+
+void publish(pst_host_ctx* ctx, pst_str topic, const uint8_t* payload, size_t len) {
+  if (!ctx || !host(ctx)->services().notify) return;
+  std::string bytes = payload ? std::string(reinterpret_cast<const char*>(payload), len) : std::string();
+  host(ctx)->services().notify->publish(std::string(sv(topic)), bytes);
+}
+
+pst_status server_path(pst_host_ctx* ctx, pst_server_path which, pst_str* out) {
+  if (!ctx || !out) return PST_ERR_INVALID;
+  const HostServices& s = host(ctx)->services();
+  const std::string* p = which == PST_PATH_DATA_DIR ? &s.data_dir : which == PST_PATH_RUNTIME_DIR ? &s.runtime_dir : nullptr;
+  if (!p) return PST_ERR_INVALID;
+  *out = pst_str{p->data(), p->size()};
+  return PST_OK;
+}
+
 const pst_host_v1 kHostApi = {
     sizeof(pst_host_v1), PST_ABI_MAJOR,  PST_ABI_MINOR,  host_log,       config_root,      config_type,
     config_get,          config_size,    config_at,      config_key_at,  config_string,    config_integer,
     config_float,        config_boolean, config_error,   timer_start,    timer_cancel,     work_submit,
     counter_register,    counter_add,    conn_write,     conn_start_tls, conn_close,       conn_pause,
-    conn_resume,         conn_set_timeout, conn_set_read_limit,
+    conn_resume,         conn_set_timeout, conn_set_read_limit, call,     call_reply,       subscribe,
+    unsubscribe,         publish,        server_path,
 };
 
 }  // namespace

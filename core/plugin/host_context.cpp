@@ -1,5 +1,7 @@
 #include "plugin/host_context.hpp"
 
+#include "runtime/notify_hub.hpp"
+
 #include <toml++/toml.h>
 
 namespace postern::core {
@@ -19,9 +21,9 @@ std::vector<std::string> table_keys(const toml::node* node, bool hide_host_keys)
 }  // namespace
 
 HostContext::HostContext(std::string plugin, uint32_t generation, const toml::table* config,
-                         std::string config_file, boost::asio::io_context& main, WorkerPool& workers)
-    : plugin_(std::move(plugin)), generation_(generation), config_file_(std::move(config_file)), main_(main),
-      workers_(workers) {
+                         std::string config_file, const HostServices& services)
+    : plugin_(std::move(plugin)), generation_(generation), config_file_(std::move(config_file)),
+      services_(services) {
   ConfigNode& root = nodes_.emplace_back();
   root.node = config;
   root.path = "plugins." + plugin_;
@@ -90,6 +92,7 @@ void HostContext::end_job() {
 }
 
 void HostContext::retire(std::function<void()> idle) {
+  if (services_.notify) services_.notify->unsubscribe_owner(this);
   std::vector<std::shared_ptr<TimerOp>> pending;
   {
     std::lock_guard lock(mutex_);
@@ -104,7 +107,7 @@ void HostContext::retire(std::function<void()> idle) {
 
 void HostContext::check_idle_locked() {
   if (!retiring_ || !idle_ || !timers_.empty() || jobs_ != 0) return;
-  boost::asio::post(main_, std::move(idle_));
+  boost::asio::post(*services_.main, std::move(idle_));
   idle_ = nullptr;
 }
 

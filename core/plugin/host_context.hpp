@@ -6,6 +6,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "plugin/host_services.hpp"
 
 #include <postern/abi.h>
 
@@ -60,13 +61,14 @@ struct CounterSlot {
 class HostContext : public pst_host_ctx {
  public:
   HostContext(std::string plugin, uint32_t generation, const toml::table* config, std::string config_file,
-              boost::asio::io_context& main, WorkerPool& workers);
+              const HostServices& services);
   ~HostContext();
 
   const std::string& plugin() const { return plugin_; }
   uint32_t generation() const { return generation_; }
-  boost::asio::io_context& main_loop() { return main_; }
-  WorkerPool& workers() { return workers_; }
+  boost::asio::io_context& main_loop() { return *services_.main; }
+  WorkerPool& workers() { return *services_.workers; }
+  const HostServices& services() const { return services_; }
 
   // --- config ---
   const ConfigNode* root() const { return root_; }
@@ -103,8 +105,7 @@ class HostContext : public pst_host_ctx {
   std::string plugin_;
   uint32_t generation_;
   std::string config_file_;
-  boost::asio::io_context& main_;
-  WorkerPool& workers_;
+  HostServices services_;
 
   std::mutex config_mutex_;
   std::deque<ConfigNode> nodes_;

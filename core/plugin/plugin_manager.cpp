@@ -15,8 +15,18 @@ std::optional<ProtocolBinding> PluginSet::protocol(const std::string& name) cons
   return it->second;
 }
 
-PluginManager::PluginManager(asio::io_context& main, WorkerPool& workers, std::string image_dir)
-    : main_(main), workers_(workers), image_dir_(std::move(image_dir)) {}
+PluginManager::PluginManager(HostServices services, std::string image_dir)
+    : services_(std::move(services)), main_(*services_.main), image_dir_(std::move(image_dir)) {
+  services_.services = this;
+}
+
+std::optional<ServiceBinding> PluginManager::find_service(const std::string& name) const {
+  auto set = current();
+  if (!set) return std::nullopt;
+  auto it = set->services.find(name);
+  if (it == set->services.end()) return std::nullopt;
+  return it->second;
+}
 
 PluginManager::~PluginManager() { *alive_ = false; }
 
@@ -51,7 +61,7 @@ PrepareResult PluginManager::prepare(const Config& config) {
         continue;
       }
     }
-    LoadRequest req{&pc, next_number_[pc.name] + 1, image_dir_, config.path, &main_, &workers_};
+    LoadRequest req{&pc, next_number_[pc.name] + 1, image_dir_, config.path, services_};
     LoadFailure failure;
     auto g = Generation::load(req, failure);
     if (!g) {
@@ -76,6 +86,14 @@ PrepareResult PluginManager::prepare(const Config& config) {
         continue;
       }
       set->protocols[p] = ProtocolBinding{g, g->protocol(p)};
+    }
+    for (const std::string& name : g->service_names()) {
+      if (set->services.count(name)) {
+        result.errors.push_back("service \"" + name + "\" is provided by two plugins: \"" +
+                                set->services[name].generation->name() + "\" and \"" + g->name() + "\"");
+        continue;
+      }
+      set->services[name] = ServiceBinding{g, g->service(name)};
     }
   };
   if (result.errors.empty()) {
@@ -105,8 +123,12 @@ PrepareResult PluginManager::prepare(const Config& config) {
 }
 
 void PluginManager::commit(std::shared_ptr<const PluginSet> set, std::chrono::milliseconds drain_timeout) {
-  std::shared_ptr<const PluginSet> old = std::move(current_);
-  current_ = std::move(set);
+  std::shared_ptr<const PluginSet> old;
+  {
+    std::lock_guard lock(current_mutex_);
+    old = std::move(current_);
+    current_ = std::move(set);
+  }
   if (!old) return;
   for (auto& [name, g] : old->plugins) {
     bool kept = current_ && std::any_of(current_->plugins.begin(), current_->plugins.end(),
@@ -142,7 +164,10 @@ void PluginManager::retire(Generation* g) {
 }
 
 void PluginManager::shutdown(std::function<void()> done) {
-  current_.reset();
+  {
+    std::lock_guard lock(current_mutex_);
+    current_.reset();
+  }
   if (live_.empty()) {
     asio::post(main_, std::move(done));
     return;

@@ -7,12 +7,14 @@
 #include "config/config.hpp"
 #include "net/connection.hpp"
 #include "plugin/generation.hpp"
+#include "plugin/host_services.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +28,7 @@ class WorkerPool;
 struct PluginSet {
   std::map<std::string, std::shared_ptr<Generation>> plugins;  // by [plugins.NAME]
   std::map<std::string, ProtocolBinding> protocols;
+  std::map<std::string, ServiceBinding> services;
   std::optional<ProtocolBinding> protocol(const std::string& name) const;
 };
 
@@ -34,9 +37,10 @@ struct PrepareResult {
   std::vector<std::string> errors;
 };
 
-class PluginManager {
+class PluginManager : public ServiceDirectory {
  public:
-  PluginManager(boost::asio::io_context& main, WorkerPool& workers, std::string image_dir);
+  // services.services is set to this manager.
+  PluginManager(HostServices services, std::string image_dir);
   ~PluginManager();
 
   // Loads and starts every new or changed plugin of config (unchanged ones
@@ -46,7 +50,12 @@ class PluginManager {
   // Makes set current. Generations no longer in it drain; after the drain
   // deadline, on_drain_deadline(generation) asks their sessions to close.
   void commit(std::shared_ptr<const PluginSet> set, std::chrono::milliseconds drain_timeout);
-  std::shared_ptr<const PluginSet> current() const { return current_; }
+  std::shared_ptr<const PluginSet> current() const {
+    std::lock_guard lock(current_mutex_);
+    return current_;
+  }
+  // Any thread.
+  std::optional<ServiceBinding> find_service(const std::string& name) const override;
 
   // Drops the current set; done runs once every generation is unloaded.
   void shutdown(std::function<void()> done);
@@ -66,9 +75,10 @@ class PluginManager {
   void retire(Generation* g);
   bool unchanged(const Generation& g, const PluginConfig& pc) const;
 
+  HostServices services_;
   boost::asio::io_context& main_;
-  WorkerPool& workers_;
   std::string image_dir_;
+  mutable std::mutex current_mutex_;  // current_ is read by loop threads (services)
   std::shared_ptr<const PluginSet> current_;
   std::map<std::string, uint32_t> next_number_;
   // Every generation not yet unloaded, including draining ones.

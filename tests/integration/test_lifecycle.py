@@ -229,16 +229,19 @@ greeting = "welcome"
         status = [l for l in d.ctl("status")[1].splitlines() if l.startswith("counter")]
         self.assertEqual(status, ["counter plugin=hello generation=1 name=hello_greeted_total value=1"])
 
-    def test_the_plain_c_plugin_serves_its_protocol(self):
+    def test_a_plugin_built_against_abi_1_0_still_loads(self):
+        self.test_the_plain_c_plugin_serves_its_protocol("upper_abi10")
+
+    def test_the_plain_c_plugin_serves_its_protocol(self, so="upper"):
         d = Daemon(self, """
 [listeners.upper]
 address = "::1"
 port = 0
 protocol = "upper"
 [plugins.upper]
-path = "@TEST_PLUGINS@/upper.so"
+path = "@TEST_PLUGINS@/%s.so"
 prefix = "> "
-""").start()
+""" % so).start()
         c = LineClient(d.port("upper"), host="::1")
         self.assertEqual(c.read_line(), "UPPER ready")
         self.assertEqual(c.command("make me loud"), "> MAKE ME LOUD")

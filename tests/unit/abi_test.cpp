@@ -46,6 +46,8 @@ TEST_CASE("the version symbol is read from the ELF file without loading it") {
   CHECK(read_elf_string_symbol(plugin_path("echo_v1"), "pst_abi_version", 16, error) == PST_ABI_VERSION_STRING);
   CHECK(read_elf_string_symbol(plugin_path("upper"), "pst_abi_version", 16, error) == PST_ABI_VERSION_STRING);
   CHECK(read_elf_string_symbol(plugin_path("abi_major2"), "pst_abi_version", 16, error) == "2.0");
+  // Built against the frozen 1.0 header (the integration tests load it).
+  CHECK(read_elf_string_symbol(plugin_path("upper_abi10"), "pst_abi_version", 16, error) == "1.0");
   CHECK_FALSE(read_elf_string_symbol(plugin_path("not_a_plugin"), "pst_abi_version", 16, error));
   CHECK(error == "no pst_abi_version symbol");
   // The entry point is code, not a short string.
@@ -77,7 +79,10 @@ struct Loader {
   TempDir images;
   LoadFailure failure;
   std::unique_ptr<Generation> load(const Config& c) {
-    LoadRequest req{&c.plugins[0], 1, images.path, c.path, &main, &workers};
+    HostServices services;
+    services.main = &main;
+    services.workers = &workers;
+    LoadRequest req{&c.plugins[0], 1, images.path, c.path, services};
     return Generation::load(req, failure);
   }
 };

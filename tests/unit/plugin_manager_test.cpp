@@ -18,7 +18,8 @@ struct Fixture {
   boost::asio::io_context main;
   WorkerPool workers{1, 16};
   TempDir images;
-  PluginManager manager{main, workers, images.path};
+  PluginManager manager{HostServices{&main, &workers, nullptr, nullptr, "", "", std::chrono::seconds(5)},
+                        images.path};
 
   std::shared_ptr<const PluginSet> load(const Config& c) {
     auto r = manager.prepare(c);

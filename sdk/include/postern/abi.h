@@ -31,6 +31,10 @@
  *   1.0  2026-11-28  first version: descriptor, host services (log, config,
  *                    timers, worker pool, counters, connection I/O),
  *                    protocol handler table, pipeline stages and verdicts.
+ *   1.1  2026-11-28  services: call/call_reply and the pst_service_v1
+ *                    capability (PST_CAP_SERVICE); notifications
+ *                    (subscribe/unsubscribe/publish); server_path; status
+ *                    codes RETRYABLE, EXISTS, DENIED, QUOTA.
  */
 #ifndef POSTERN_ABI_H
 #define POSTERN_ABI_H
@@ -43,11 +47,11 @@ extern "C" {
 #endif
 
 #define PST_ABI_MAJOR 1
-#define PST_ABI_MINOR 0
+#define PST_ABI_MINOR 1
 /* Exported as pst_abi_version by every plugin: "MAJOR.MINOR", where MINOR is
  * the lowest host minor the plugin needs. The host reads it before running
  * any plugin code and refuses a different major or a higher minor. */
-#define PST_ABI_VERSION_STRING "1.0"
+#define PST_ABI_VERSION_STRING "1.1"
 
 #define PST_EXPORT __attribute__((visibility("default")))
 
@@ -74,7 +78,12 @@ enum {
   PST_ERR_LIMIT = -5,      /* a configured limit was hit */
   PST_ERR_CANCELLED = -6,  /* the operation was cancelled */
   PST_ERR_NOT_FOUND = -7,
-  PST_ERR_TYPE = -8        /* config value has another type */
+  PST_ERR_TYPE = -8,       /* config value has another type */
+  /* 1.1 */
+  PST_ERR_RETRYABLE = -9,  /* temporary: try again later (SMTP 451, IMAP NO [UNAVAILABLE]) */
+  PST_ERR_EXISTS = -10,    /* the thing to create exists already */
+  PST_ERR_DENIED = -11,    /* credentials or permission refused */
+  PST_ERR_QUOTA = -12      /* over quota */
 };
 
 typedef struct pst_str {
@@ -96,6 +105,7 @@ typedef struct pst_host_ctx pst_host_ctx;   /* one per plugin generation */
 typedef struct pst_config pst_config;       /* a node of the plugin's config */
 typedef struct pst_conn pst_conn;           /* one client connection */
 typedef struct pst_txn pst_txn;             /* one pipeline transaction */
+typedef struct pst_call pst_call;           /* a service call being handled (1.1) */
 
 /* ------------------------------------------------------------------ */
 /* Logging                                                             */
@@ -227,6 +237,23 @@ typedef void (*pst_work_fn)(void* user);
  * bound connection's loop thread, or a loop thread if unbound. */
 typedef void (*pst_work_done_fn)(void* user, pst_status status);
 
+/* A service call completed (1.1). reply is BORROWED for this call: on
+ * success the service's answer, on failure a UTF-8 message (may be empty).
+ * Runs exactly once, on the bound connection's loop thread (PST_ERR_CLOSED
+ * if it closed meanwhile: do not touch it), or a loop thread if unbound. */
+typedef void (*pst_call_done_fn)(void* user, pst_status status, const uint8_t* reply, size_t len);
+
+/* A notification (1.1): at-most-once hint that something under topic
+ * changed; payload is BORROWED. Runs on the subscription's connection
+ * thread, or a loop thread. Never the only way to learn about a change:
+ * re-read state periodically too. */
+typedef void (*pst_notify_fn)(void* user, pst_str topic, const uint8_t* payload, size_t len);
+
+typedef enum pst_server_path {
+  PST_PATH_DATA_DIR = 1,   /* [server] data_dir: persistent state */
+  PST_PATH_RUNTIME_DIR = 2 /* [server] runtime_dir */
+} pst_server_path;
+
 /* ------------------------------------------------------------------ */
 /* Host services                                                        */
 
@@ -298,6 +325,28 @@ typedef struct pst_host_v1 {
   pst_status (*conn_set_timeout)(pst_conn* conn, uint64_t timeout_ms);
   /* Largest chunk one on_data call may carry (≤ listener read_buffer). */
   pst_status (*conn_set_read_limit)(pst_conn* conn, size_t max_bytes);
+
+  /* --- 1.1: services --- (check PST_HAS_FIELD before use) */
+  /* Calls `method` of the plugin that provides `service` (PST_CAP_SERVICE).
+   * The request bytes are copied. done runs exactly once (see
+   * pst_call_done_fn); PST_ERR_NOT_FOUND there when no enabled plugin
+   * provides the service. conn may be NULL; LOOP-THREAD when given. */
+  pst_status (*call)(pst_host_ctx* ctx, pst_conn* conn, pst_str service, pst_str method,
+                     const uint8_t* request, size_t len, pst_call_done_fn done, void* user);
+  /* Completes a call this plugin's service received, exactly once, from
+   * any thread (a worker job, typically). The reply bytes are copied. */
+  void (*call_reply)(pst_call* call, pst_status status, const uint8_t* reply, size_t len);
+
+  /* --- 1.1: notifications --- */
+  pst_status (*subscribe)(pst_host_ctx* ctx, pst_conn* conn, pst_str topic, pst_notify_fn fn, void* user,
+                          uint64_t* subscription_out);
+  /* After this returns, fn is never called again for the subscription. */
+  pst_status (*unsubscribe)(pst_host_ctx* ctx, uint64_t subscription);
+  /* Any thread. Subscribers of exactly `topic` are told, asynchronously. */
+  void (*publish)(pst_host_ctx* ctx, pst_str topic, const uint8_t* payload, size_t len);
+
+  /* --- 1.1: server paths (absolute, BORROWED until fini) --- */
+  pst_status (*server_path)(pst_host_ctx* ctx, pst_server_path which, pst_str* out);
 } pst_host_v1;
 
 /* ------------------------------------------------------------------ */
@@ -345,12 +394,25 @@ typedef struct pst_filter_v1 {
                          pst_filter_done_fn done, pst_verdict_v1* verdict);
 } pst_filter_v1;
 
+/* A named service other plugins (and the control socket) call (1.1).
+ * Methods, requests and replies are the service's own contract, in the
+ * SDK's record encoding (postern/record.hpp) by convention. */
+typedef struct pst_service_v1 {
+  uint32_t struct_size;
+  pst_str name; /* "store", "auth", "admin.store", ... */
+  /* Handles one call; complete it with host->call_reply exactly once, now
+   * or later, from any thread. request and method are BORROWED. The host
+   * keeps this generation loaded until the reply. */
+  void (*handle)(void* instance, pst_call* call, pst_str method, const uint8_t* request, size_t len);
+} pst_service_v1;
+
 typedef enum pst_capability_kind {
   PST_CAP_PROTOCOL = 1,      /* table: pst_protocol_v1 */
   PST_CAP_FILTER = 2,        /* table: pst_filter_v1 */
-  PST_CAP_STORE = 3,         /* tables defined by later minors */
-  PST_CAP_AUTHENTICATOR = 4,
-  PST_CAP_TRANSPORT = 5
+  PST_CAP_STORE = 3,         /* reserved; stores are services named "store" */
+  PST_CAP_AUTHENTICATOR = 4, /* reserved; authenticators are "auth" services */
+  PST_CAP_TRANSPORT = 5,     /* reserved */
+  PST_CAP_SERVICE = 6        /* table: pst_service_v1 (1.1) */
 } pst_capability_kind;
 
 typedef struct pst_capability_v1 {
