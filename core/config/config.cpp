@@ -172,8 +172,10 @@ ConfigResult parse_config(const std::string& text, const std::string& path) {
   Config c;
   c.path = path;
   c.doc = doc;
+  // Plugins keep the document alive as long as they may read it.
   std::string base = fs::absolute(path).parent_path().lexically_normal().string();
   read_document(*doc, Validator(doc.get(), "", path, base.empty() ? "." : base, result.errors), c);
+  for (PluginConfig& p : c.plugins) p.document = doc;
   if (result.errors.empty()) result.config = std::move(c);
   return result;
 }

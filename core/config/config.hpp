@@ -63,7 +63,8 @@ struct TlsConfig {
 struct PluginConfig {
   std::string name;
   std::string path;  // resolved .so path
-  const toml::table* table = nullptr;  // owned by Config::doc
+  const toml::table* table = nullptr;  // inside document
+  std::shared_ptr<const toml::table> document;
   uint32_t line = 0;                   // of [plugins.NAME], for messages
   // The plugin's settings as canonical TOML (host keys removed): a reload
   // re-initialises the plugin only when this or the file changed.

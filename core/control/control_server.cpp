@@ -41,7 +41,7 @@ bool peer_allowed(int fd) {
 }  // namespace
 
 ControlServer::ControlServer(asio::io_context& main, std::string path, Handler handler)
-    : acceptor_(main), path_(std::move(path)), handler_(std::move(handler)) {}
+    : acceptor_(main), retry_(main), path_(std::move(path)), handler_(std::move(handler)) {}
 
 ControlServer::~ControlServer() {
   if (bound_) ::unlink(path_.c_str());
@@ -79,7 +79,7 @@ bool ControlServer::bind(std::string& error) {
 }
 
 bool ControlServer::chown_to(uid_t uid, gid_t gid, std::string& error) {
-  if (::chown(path_.c_str(), uid, gid) != 0) {
+  if (::lchown(path_.c_str(), uid, gid) != 0) {
     error = "cannot chown control socket " + path_ + ": " + std::strerror(errno);
     return false;
   }
@@ -89,14 +89,23 @@ bool ControlServer::chown_to(uid_t uid, gid_t gid, std::string& error) {
 void ControlServer::start() { accept(); }
 
 void ControlServer::stop() {
+  stopped_ = true;
+  retry_.cancel();
   boost::system::error_code ignored;
   acceptor_.close(ignored);
 }
 
 void ControlServer::accept() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, local::socket socket) {
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
+    if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (ec) {  // EMFILE and friends: retrying at once would spin
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](const boost::system::error_code& e) {
+        if (!e && !stopped_) accept();
+      });
+      return;
+    }
+    {
       if (!peer_allowed(socket.native_handle())) {
         log_warning("control.refused", {{"reason", "peer is neither root nor the daemon's user"}});
       } else {

@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <sys/types.h>
 
@@ -32,6 +33,8 @@ class ControlServer {
   void accept();
 
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::steady_timer retry_;
+  bool stopped_ = false;
   std::string path_;
   Handler handler_;
   bool bound_ = false;

@@ -6,8 +6,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <csignal>
 #include <filesystem>
@@ -27,6 +30,17 @@ const char* tls_mode_name(pst_tls_mode m) {
 
 void configure_logger(const LogConfig& log) {
   Logger::instance().configure(log.json ? LogFormat::json : LogFormat::text, log.level);
+}
+
+// chmod 0750 (and chown to owner) through an O_NOFOLLOW descriptor: these
+// directories belong to the unprivileged user, who must not be able to
+// point root at another file with a symlink.
+bool restrict_directory(const std::string& dir, const Identity* owner, std::string& error) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  bool ok = fd >= 0 && ::fchmod(fd, 0750) == 0 && (!owner || ::fchown(fd, owner->uid, owner->gid) == 0);
+  if (!ok) error = "cannot secure directory " + dir + ": " + std::strerror(errno);
+  if (fd >= 0) ::close(fd);
+  return ok;
 }
 
 bool needs_tls(const Config& c) {
@@ -52,7 +66,7 @@ bool Daemon::prepare_directories(std::string& error) {
       error = "cannot create " + dir + ": " + ec.message();
       return false;
     }
-    ::chmod(dir.c_str(), 0750);
+    if (!restrict_directory(dir, nullptr, error)) return false;
   }
   // Images a previous run left behind (after a crash) are never reused.
   for (auto& entry : fs::directory_iterator(config_.server.runtime_dir + "/plugins", ec))
@@ -91,10 +105,7 @@ bool Daemon::start(std::string& error) {
     if (!lookup_identity(config_.server.user, config_.server.group, id, error)) return false;
     for (const std::string& dir : {config_.server.data_dir, config_.server.runtime_dir,
                                    config_.server.runtime_dir + "/plugins"})
-      if (::chown(dir.c_str(), id.uid, id.gid) != 0) {
-        error = "cannot chown " + dir;
-        return false;
-      }
+      if (!restrict_directory(dir, &id, error)) return false;
     if (!control_->chown_to(id.uid, id.gid, error)) return false;
     if (!drop_privileges(config_.server.user, id, error)) return false;
     log_info("privileges.dropped", {{"user", config_.server.user}, {"uid", std::to_string(id.uid)}});

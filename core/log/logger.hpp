@@ -3,6 +3,7 @@
 
 #include <postern/abi.h>
 
+#include <atomic>
 #include <initializer_list>
 #include <mutex>
 #include <span>
@@ -23,7 +24,7 @@ class Logger {
   static Logger& instance();
 
   void configure(LogFormat format, pst_log_level min_level);
-  bool enabled(pst_log_level level) const { return level >= min_level_; }
+  bool enabled(pst_log_level level) const { return level >= min_level_.load(std::memory_order_relaxed); }
   // Thread-safe; each event is written with a single write(2).
   void write(pst_log_level level, std::string_view event, std::span<const LogField> fields);
 
@@ -31,8 +32,8 @@ class Logger {
   std::string format(pst_log_level level, std::string_view event, std::span<const LogField> fields) const;
 
  private:
-  LogFormat format_ = LogFormat::text;
-  pst_log_level min_level_ = PST_LOG_INFO;
+  std::atomic<LogFormat> format_{LogFormat::text};
+  std::atomic<pst_log_level> min_level_{PST_LOG_INFO};
   std::mutex mutex_;
 };
 

@@ -2,6 +2,7 @@
 
 #include "log/logger.hpp"
 #include "net/connection_registry.hpp"
+#include "runtime/notify_hub.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -75,7 +76,6 @@ pst_conn_info_v1 Connection::info() const {
 
 void Connection::start(bool admitted, pst_refuse_reason why) {
   admitted_ = admitted;
-  registry_.add(id_, weak_from_this());
   if (!admitted) {
     log_event(PST_LOG_WARNING, "conn.refused",
               why == PST_REFUSE_PEER_FULL      ? "max_per_ip"
@@ -101,12 +101,15 @@ void Connection::start(bool admitted, pst_refuse_reason why) {
 
 void Connection::open_session() {
   pst_conn_info_v1 i = info();
-  session_ = binding_.table->open(binding_.generation->instance(), this, &i);
-  if (!session_) {
+  void* session = binding_.table->open(binding_.generation->instance(), this, &i);
+  if (!session) {
     log_event(PST_LOG_WARNING, "conn.session_refused", "the protocol refused the session");
     close();
     return;
   }
+  // Set even if the session closed itself inside open(): close() never
+  // finishes synchronously, so on_close still reaches it.
+  session_ = session;
   binding_.generation->sessions++;
   arm_idle();
   read();
@@ -124,8 +127,15 @@ void Connection::read() {
 void Connection::on_read(const error_code& ec, size_t n) {
   reading_ = false;
   if (state_ == State::closed) return;
+  if (tls_pending_ && !ec) {
+    // The read completed before start_tls() could cancel it: the bytes are
+    // plaintext sent after STARTTLS and are dropped; the handshake goes on.
+    if (!writing_ && out_.empty() && !handshaking_) begin_handshake();
+    return;
+  }
   if (ec == asio::error::operation_aborted) {
-    if (tls_pending_ && !writing_ && out_.empty() && !handshaking_) begin_handshake();
+    if (state_ == State::closing) continue_close();
+    else if (tls_pending_ && !writing_ && out_.empty() && !handshaking_) begin_handshake();
     return;
   }
   if (ec) {
@@ -192,13 +202,16 @@ void Connection::on_written(const error_code& ec) {
     flush();
     return;
   }
-  if (want_writable_ && session_ && state_ == State::open) {
+  if (state_ == State::closing) {
+    continue_close();
+    return;
+  }
+  if (want_writable_ && session_) {
     want_writable_ = false;
     if (binding_.table->on_writable) binding_.table->on_writable(session_);
     if (!out_.empty()) return;
   }
   if (tls_pending_ && !reading_ && !handshaking_) begin_handshake();
-  else if (state_ == State::closing) shutdown_transport();
 }
 
 pst_status Connection::start_tls() {
@@ -233,6 +246,10 @@ void Connection::on_handshake(const error_code& ec) {
   handshaking_ = false;
   tls_pending_ = false;
   if (state_ == State::closed) return;
+  if (state_ == State::closing) {  // closed while handshaking: no session work
+    finish();
+    return;
+  }
   if (ec) {
     log_event(PST_LOG_WARNING, "tls.failed", ec.message());
     tls_.reset();  // no close_notify on a failed handshake
@@ -257,6 +274,7 @@ void Connection::on_handshake(const error_code& ec) {
     close();
     return;
   }
+  flush();  // anything the session queued meanwhile
   arm_idle();
   read();
 }
@@ -270,9 +288,18 @@ pst_status Connection::close() {
     error_code ignored;
     socket_.cancel(ignored);
   }
-  if (!writing_ && out_.empty() && !handshaking_) shutdown_transport();
-  else flush();
+  // Never finish inside the caller: close() is called from plugin hooks,
+  // and on_close would free the session under their feet.
+  asio::post(executor(), [self = shared_from_this()] { self->continue_close(); });
   return PST_OK;
+}
+
+// Flushes what is queued, then shuts the transport down; the completion
+// handlers call back here until both are done.
+void Connection::continue_close() {
+  if (state_ != State::closing || writing_ || handshaking_ || reading_) return;
+  if (!out_.empty()) flush();
+  else shutdown_transport();
 }
 
 void Connection::shutdown_transport() {
@@ -289,10 +316,13 @@ void Connection::finish() {
   idle_timer_.cancel();
   force_timer_.cancel();
   for (auto& w : timers_)
-    if (auto op = w.lock()) op->timer.cancel();
+    if (auto op = w.lock()) {
+      op->cancelled = true;
+      op->timer.cancel();
+    }
   timers_.clear();
-  for (auto& fn : finishers_) fn();
-  finishers_.clear();
+  for (uint64_t id : subscriptions_) hub_->unsubscribe(id);
+  subscriptions_.clear();
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
@@ -341,6 +371,20 @@ void Connection::request_shutdown() {
     if (self->session_ && self->binding_.table->on_shutdown) self->binding_.table->on_shutdown(self->session_);
     self->close();
   });
+}
+
+// Both lists are pruned as they grow: a long session that keeps starting
+// timers or subscriptions must not keep every finished one.
+void Connection::bind_timer(std::weak_ptr<TimerOp> op) {
+  if (timers_.size() >= 32) std::erase_if(timers_, [](const auto& w) { return w.expired(); });
+  timers_.push_back(std::move(op));
+}
+
+void Connection::bind_subscription(NotifyHub* hub, uint64_t id) {
+  hub_ = hub;
+  if (subscriptions_.size() >= 32)
+    std::erase_if(subscriptions_, [hub](uint64_t s) { return !hub->subscribed(s); });
+  subscriptions_.push_back(id);
 }
 
 pst_status Connection::pause() {

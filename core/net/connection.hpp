@@ -26,6 +26,7 @@ struct pst_conn {};
 namespace postern::core {
 
 class ConnectionRegistry;
+class NotifyHub;
 
 // The protocol a listener's new connections are served by: a lease on the
 // plugin generation, held for the session's whole life.
@@ -42,8 +43,9 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
              std::shared_ptr<TlsStore> tls, uint64_t id, ConnectionRegistry& registry);
   ~Connection();
 
-  // On the connection's loop. admitted: the listener counted it in;
-  // otherwise the protocol may write a refusal and the connection closes.
+  // On the connection's loop, after the listener added it to the registry.
+  // admitted: the listener counted it in; otherwise the protocol may write
+  // a refusal and the connection closes.
   void start(bool admitted, pst_refuse_reason why);
   // Thread-safe: asks the session to say goodbye, then closes.
   void request_shutdown();
@@ -53,9 +55,9 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_addr_; }
   bool open() const { return state_ == State::open; }
-  void bind_timer(std::weak_ptr<TimerOp> op) { timers_.push_back(std::move(op)); }
-  // Runs fn when the connection is gone (on its thread).
-  void on_finish(std::function<void()> fn) { finishers_.push_back(std::move(fn)); }
+  // Timers and subscriptions of the session, cancelled when it ends.
+  void bind_timer(std::weak_ptr<TimerOp> op);
+  void bind_subscription(NotifyHub* hub, uint64_t id);
 
   // Host services behind pst_host_v1's conn_* functions.
   pst_status write(const uint8_t* data, size_t len);
@@ -78,6 +80,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   void begin_handshake();
   void on_handshake(const boost::system::error_code& ec);
   void shutdown_transport();
+  void continue_close();
   void finish();
   void arm_idle();
   void on_idle(const boost::system::error_code& ec);
@@ -114,7 +117,8 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   boost::asio::steady_timer idle_timer_;
   boost::asio::steady_timer force_timer_;
   std::vector<std::weak_ptr<TimerOp>> timers_;
-  std::vector<std::function<void()>> finishers_;
+  NotifyHub* hub_ = nullptr;
+  std::vector<uint64_t> subscriptions_;
 };
 
 }  // namespace postern::core

@@ -71,6 +71,9 @@ void Listener::accept() {
       auto conn = std::make_shared<Connection>(std::move(socket), state_, *snap.binding, snap.tls, ++ids_, registry_);
       pst_refuse_reason why = PST_REFUSE_LISTENER_FULL;
       bool admitted = state_->admit(conn->peer(), why);
+      // Registered here, on main, before SIGTERM's "wait until empty" can
+      // miss it.
+      registry_.add(conn->id(), conn);
       asio::post(loop, [conn, admitted, why] { conn->start(admitted, why); });
     }
     accept();

@@ -110,7 +110,7 @@ std::unique_ptr<Generation> Generation::load(const LoadRequest& req, LoadFailure
   g->name_ = pc.name;
   g->version_ = std::string(d->version.data ? d->version.data : "", d->version.data ? d->version.len : 0);
 
-  g->host_ = std::make_unique<HostContext>(pc.name, req.number, pc.table, req.config_file, req.services);
+  g->host_ = std::make_unique<HostContext>(pc.name, req.number, pc.document, pc.table, req.config_file, req.services);
   char message[512];
   pst_error err{sizeof(pst_error), message, sizeof message, 0};
   g->instance_ = d->init(host_api(), g->host_.get(), &err);
@@ -178,7 +178,7 @@ const pst_service_v1* Generation::service(std::string_view name) const {
 std::vector<std::string> Generation::service_names() const { return capability_names(descriptor_, PST_CAP_SERVICE); }
 
 void Generation::retire(std::function<void(bool)> done) {
-  if (descriptor_->stop) descriptor_->stop(instance_);
+  if (started_ && descriptor_->stop) descriptor_->stop(instance_);
   started_ = false;
   host_->retire([this, done = std::move(done)] { done(discard()); });
 }

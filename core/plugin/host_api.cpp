@@ -8,6 +8,7 @@
 #include "runtime/notify_hub.hpp"
 #include "runtime/worker_pool.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <toml++/toml.h>
@@ -181,13 +182,28 @@ pst_status timer_start(pst_host_ctx* ctx, pst_conn* c, uint64_t delay_ms, pst_ti
   op->fn = fn;
   op->user = user;
   op->id = h->next_timer_id();
+  if (c) {
+    op->conn = conn(c)->weak_from_this();
+    op->bound = true;
+  }
   if (!h->add_timer(op)) return PST_ERR_CLOSED;
   if (c) conn(c)->bind_timer(op);
-  op->timer.expires_after(std::chrono::milliseconds(std::min<uint64_t>(delay_ms, 86'400'000ull * 365)));
-  op->timer.async_wait([h, op](const boost::system::error_code& ec) {
-    h->finish_timer(op, ec ? PST_ERR_CANCELLED : PST_OK);
-  });
   if (id_out) *id_out = op->id;
+  auto delay = std::chrono::milliseconds(std::min<uint64_t>(delay_ms, 86'400'000ull * 365));
+  // Armed on the timer's own executor: an unbound timer may be started
+  // from a worker thread, and a steady_timer is not thread-safe.
+  asio::dispatch(op->timer.get_executor(), [h, op, delay] {
+    if (op->cancelled) {
+      h->finish_timer(op, PST_ERR_CANCELLED);
+      return;
+    }
+    op->timer.expires_after(delay);
+    op->timer.async_wait([h, op](const boost::system::error_code& ec) {
+      auto live = op->conn.lock();
+      bool gone = op->bound && (!live || !live->open());
+      h->finish_timer(op, ec || op->cancelled || gone ? PST_ERR_CANCELLED : PST_OK);
+    });
+  });
   return PST_OK;
 }
 
@@ -195,6 +211,7 @@ pst_status timer_cancel(pst_host_ctx* ctx, uint64_t id) {
   if (!ctx) return PST_ERR_INVALID;
   auto op = host(ctx)->find_timer(id);
   if (!op) return PST_ERR_NOT_FOUND;
+  op->cancelled = true;
   asio::post(op->timer.get_executor(), [op] { op->timer.cancel(); });
   return PST_OK;
 }
@@ -303,12 +320,12 @@ pst_status subscribe(pst_host_ctx* ctx, pst_conn* c, pst_str topic, pst_notify_f
   if (!hub) return PST_ERR_UNSUPPORTED;
   if (c && !conn(c)->open()) return PST_ERR_CLOSED;
   if (h->retiring()) return PST_ERR_CLOSED;
-  NotifyHub::Subscriber sub;
-  sub.executor = c ? conn(c)->executor() : h->main_loop().get_executor();
-  sub.owner = h;
+  auto sub = std::make_shared<NotifyHub::Subscriber>();
+  sub->executor = c ? conn(c)->executor() : h->main_loop().get_executor();
+  sub->owner = h;
   std::weak_ptr<Connection> weak = c ? conn(c)->weak_from_this() : std::weak_ptr<Connection>();
   bool bound = c != nullptr;
-  sub.deliver = [h, fn, user, weak, bound](const std::string& t, const std::string& payload) {
+  sub->deliver = [h, fn, user, weak, bound](const std::string& t, const std::string& payload) {
     if (bound) {
       auto live = weak.lock();
       if (!live || !live->open()) return;
@@ -317,8 +334,13 @@ pst_status subscribe(pst_host_ctx* ctx, pst_conn* c, pst_str topic, pst_notify_f
     fn(user, pst_str{t.data(), t.size()}, reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
     h->end_job();
   };
-  *id_out = hub->subscribe(std::string(sv(topic)), std::move(sub));
-  if (c) conn(c)->on_finish([hub, id = *id_out] { hub->unsubscribe(id); });
+  uint64_t id = hub->subscribe(std::string(sv(topic)), sub);
+  if (h->retiring()) {  // retire's unsubscribe_owner may have run before the insert
+    hub->unsubscribe(id);
+    return PST_ERR_CLOSED;
+  }
+  if (c) conn(c)->bind_subscription(hub, id);
+  *id_out = id;
   return PST_OK;
 }
 

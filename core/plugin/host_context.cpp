@@ -20,10 +20,10 @@ std::vector<std::string> table_keys(const toml::node* node, bool hide_host_keys)
 }
 }  // namespace
 
-HostContext::HostContext(std::string plugin, uint32_t generation, const toml::table* config,
-                         std::string config_file, const HostServices& services)
+HostContext::HostContext(std::string plugin, uint32_t generation, std::shared_ptr<const toml::table> document,
+                         const toml::table* config, std::string config_file, const HostServices& services)
     : plugin_(std::move(plugin)), generation_(generation), config_file_(std::move(config_file)),
-      services_(services) {
+      services_(services), document_(std::move(document)) {
   ConfigNode& root = nodes_.emplace_back();
   root.node = config;
   root.path = "plugins." + plugin_;
@@ -65,17 +65,25 @@ bool HostContext::add_timer(const std::shared_ptr<TimerOp>& op) {
 std::shared_ptr<TimerOp> HostContext::find_timer(uint64_t id) {
   std::lock_guard lock(mutex_);
   auto it = timers_.find(id);
-  return it == timers_.end() ? nullptr : it->second;
+  return it == timers_.end() || it->second->done ? nullptr : it->second;
 }
 
 void HostContext::finish_timer(const std::shared_ptr<TimerOp>& op, pst_status status) {
   {
     std::lock_guard lock(mutex_);
-    if (timers_.erase(op->id) == 0) return;  // already finished
+    auto it = timers_.find(op->id);
+    if (it == timers_.end() || op->done) return;
+    op->done = true;
   }
+  // Still counted while the plugin's callback runs: retire waits for it.
   op->fn(op->user, status);
-  std::lock_guard lock(mutex_);
-  check_idle_locked();
+  std::function<void()> idle;
+  {
+    std::lock_guard lock(mutex_);
+    timers_.erase(op->id);
+    idle = take_idle_locked();
+  }
+  post_idle(std::move(idle));
 }
 
 bool HostContext::begin_job() {
@@ -86,29 +94,46 @@ bool HostContext::begin_job() {
 }
 
 void HostContext::end_job() {
-  std::lock_guard lock(mutex_);
-  --jobs_;
-  check_idle_locked();
+  std::function<void()> idle;
+  {
+    std::lock_guard lock(mutex_);
+    --jobs_;
+    idle = take_idle_locked();
+  }
+  post_idle(std::move(idle));
 }
 
 void HostContext::retire(std::function<void()> idle) {
-  if (services_.notify) services_.notify->unsubscribe_owner(this);
   std::vector<std::shared_ptr<TimerOp>> pending;
   {
     std::lock_guard lock(mutex_);
-    retiring_ = true;
+    retiring_ = true;  // first: a racing subscribe sees it and backs out
     idle_ = std::move(idle);
     for (auto& [id, op] : timers_) pending.push_back(op);
-    check_idle_locked();
   }
+  if (services_.notify) services_.notify->unsubscribe_owner(this);
   // A steady_timer may only be touched on its own executor.
-  for (auto& op : pending) boost::asio::post(op->timer.get_executor(), [op] { op->timer.cancel(); });
+  for (auto& op : pending) {
+    op->cancelled = true;
+    boost::asio::post(op->timer.get_executor(), [op] { op->timer.cancel(); });
+  }
+  std::function<void()> now;
+  {
+    std::lock_guard lock(mutex_);
+    now = take_idle_locked();
+  }
+  post_idle(std::move(now));
 }
 
-void HostContext::check_idle_locked() {
-  if (!retiring_ || !idle_ || !timers_.empty() || jobs_ != 0) return;
-  boost::asio::post(*services_.main, std::move(idle_));
-  idle_ = nullptr;
+std::function<void()> HostContext::take_idle_locked() {
+  if (!retiring_ || !idle_ || !timers_.empty() || jobs_ != 0) return nullptr;
+  return std::exchange(idle_, nullptr);
+}
+
+// Holding the idle callback means nobody else can retire this context, so
+// it is still alive here; after the post it may be gone.
+void HostContext::post_idle(std::function<void()> idle) {
+  if (idle) boost::asio::post(*services_.main, std::move(idle));
 }
 
 uint32_t HostContext::add_counter(std::string name, std::string help) {

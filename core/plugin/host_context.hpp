@@ -47,10 +47,16 @@ struct ConfigNode : pst_config {
 
 struct TimerOp {
   TimerOp(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
-  boost::asio::steady_timer timer;
+  boost::asio::steady_timer timer;  // touched only on its executor
   pst_timer_fn fn = nullptr;
   void* user = nullptr;
   uint64_t id = 0;
+  // Bound timers report CANCELLED once their connection is gone, even when
+  // the expiry was already queued as the connection closed.
+  std::weak_ptr<Connection> conn;
+  bool bound = false;
+  std::atomic<bool> cancelled{false};  // set before the cancel is posted
+  bool done = false;                   // guarded by HostContext::mutex_
 };
 
 struct CounterSlot {
@@ -60,8 +66,10 @@ struct CounterSlot {
 
 class HostContext : public pst_host_ctx {
  public:
-  HostContext(std::string plugin, uint32_t generation, const toml::table* config, std::string config_file,
-              const HostServices& services);
+  // document keeps the parsed file alive for as long as the plugin may read
+  // its nodes (until fini), across reloads that replace the daemon's copy.
+  HostContext(std::string plugin, uint32_t generation, std::shared_ptr<const toml::table> document,
+              const toml::table* config, std::string config_file, const HostServices& services);
   ~HostContext();
 
   const std::string& plugin() const { return plugin_; }
@@ -100,12 +108,16 @@ class HostContext : public pst_host_ctx {
   std::vector<std::pair<std::string, uint64_t>> counters() const;
 
  private:
-  void check_idle_locked();
+  // The idle callback, when retiring and nothing is outstanding; the caller
+  // posts it after unlocking (it may free this object).
+  std::function<void()> take_idle_locked();
+  void post_idle(std::function<void()> idle);
 
   std::string plugin_;
   uint32_t generation_;
   std::string config_file_;
   HostServices services_;
+  std::shared_ptr<const toml::table> document_;
 
   std::mutex config_mutex_;
   std::deque<ConfigNode> nodes_;

@@ -52,7 +52,9 @@ std::shared_ptr<Generation> PluginManager::lease(std::unique_ptr<Generation> g) 
 PrepareResult PluginManager::prepare(const Config& config) {
   PrepareResult result;
   auto set = std::make_shared<PluginSet>();
-  std::vector<std::unique_ptr<Generation>> loaded;  // new generations, not yet leased
+  // Each new generation is leased as soon as it loads: if anything below
+  // fails, dropping the set retires it properly (stop, cancel what start()
+  // began, wait, fini, unload) instead of destroying it under its timers.
   for (const PluginConfig& pc : config.plugins) {
     if (current_) {
       auto it = current_->plugins.find(pc.name);
@@ -69,12 +71,17 @@ PrepareResult PluginManager::prepare(const Config& config) {
       result.errors.push_back(failure.message);
       break;
     }
+    std::string name = g->name();
+    next_number_[name] = g->number();
+    log_info("plugin.loaded", {{"plugin", name}, {"version", g->version()},
+                               {"generation", std::to_string(g->number())}});
+    auto leased = lease(std::move(g));
+    set->plugins[name] = leased;
     std::string error;
-    if (!g->start(error)) {
+    if (!leased->start(error)) {
       result.errors.push_back(error);
       break;
     }
-    loaded.push_back(std::move(g));
   }
 
   // Protocols, and every listener's protocol provided by exactly the set.
@@ -97,27 +104,13 @@ PrepareResult PluginManager::prepare(const Config& config) {
     }
   };
   if (result.errors.empty()) {
-    for (auto& g : loaded) {
-      std::string name = g->name();
-      next_number_[name] = g->number();
-      log_info("plugin.loaded", {{"plugin", name}, {"version", g->version()},
-                                 {"generation", std::to_string(g->number())}});
-      set->plugins[name] = lease(std::move(g));  // the right side runs first
-    }
-    loaded.clear();
     for (auto& [name, g] : set->plugins) bind(g);
     for (const ListenerConfig& l : config.listeners)
       if (!set->protocols.count(l.protocol))
         result.errors.push_back("listener \"" + l.name + "\" needs a plugin that provides protocol \"" +
                                 l.protocol + "\"");
   }
-  if (!result.errors.empty()) {
-    // Nothing of this attempt served a connection: the new generations are
-    // dropped with the set (their leases retire them on the main loop), the
-    // ones never leased are destroyed here.
-    for (auto& g : loaded) g->discard();
-    return result;
-  }
+  if (!result.errors.empty()) return result;  // the set's new generations retire
   result.set = set;
   return result;
 }

@@ -6,25 +6,31 @@
 
 namespace postern::core {
 
-uint64_t NotifyHub::subscribe(const std::string& topic, Subscriber s) {
+uint64_t NotifyHub::subscribe(const std::string& topic, std::shared_ptr<Subscriber> s) {
   std::lock_guard lock(mutex_);
   uint64_t id = ++last_id_;
-  by_id_.emplace(id, std::make_pair(topic, std::make_shared<Subscriber>(std::move(s))));
+  by_id_.emplace(id, std::make_pair(topic, std::move(s)));
   by_topic_.emplace(topic, id);
   return id;
 }
 
 void NotifyHub::unsubscribe(uint64_t id) {
-  std::lock_guard lock(mutex_);
-  auto it = by_id_.find(id);
-  if (it == by_id_.end()) return;
-  auto range = by_topic_.equal_range(it->second.first);
-  for (auto t = range.first; t != range.second; ++t)
-    if (t->second == id) {
-      by_topic_.erase(t);
-      break;
-    }
-  by_id_.erase(it);
+  std::shared_ptr<Subscriber> sub;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return;
+    auto range = by_topic_.equal_range(it->second.first);
+    for (auto t = range.first; t != range.second; ++t)
+      if (t->second == id) {
+        by_topic_.erase(t);
+        break;
+      }
+    sub = std::move(it->second.second);
+    by_id_.erase(it);
+  }
+  std::lock_guard gate(sub->gate);  // waits for a delivery in progress
+  sub->active = false;
 }
 
 void NotifyHub::unsubscribe_owner(const void* owner) {
@@ -50,8 +56,9 @@ void NotifyHub::publish(const std::string& topic, const std::string& payload) {
     for (auto t = range.first; t != range.second; ++t) targets.emplace_back(t->second, by_id_.at(t->second).second);
   }
   for (auto& [id, sub] : targets)
-    boost::asio::post(sub->executor, [this, id = id, sub = sub, topic, payload] {
-      if (subscribed(id)) sub->deliver(topic, payload);
+    boost::asio::post(sub->executor, [sub = sub, topic, payload] {
+      std::lock_guard gate(sub->gate);
+      if (sub->active) sub->deliver(topic, payload);
     });
 }
 

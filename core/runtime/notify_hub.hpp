@@ -24,9 +24,13 @@ class NotifyHub {
     boost::asio::any_io_executor executor;
     std::function<void(const std::string& topic, const std::string& payload)> deliver;
     const void* owner = nullptr;  // the HostContext, for dropping all of a generation's
+    // Held while delivering; unsubscribe takes it, so that once unsubscribe
+    // returns no delivery runs (recursive: a callback may unsubscribe).
+    std::recursive_mutex gate;
+    bool active = true;
   };
 
-  uint64_t subscribe(const std::string& topic, Subscriber s);
+  uint64_t subscribe(const std::string& topic, std::shared_ptr<Subscriber> s);
   void unsubscribe(uint64_t id);
   void unsubscribe_owner(const void* owner);
   // Posts one delivery per subscriber; each re-checks that it is still

@@ -92,6 +92,13 @@ class Sessions(unittest.TestCase):
         self.assertEqual(c.command("QUIT"), "BYE")
         self.assertTrue(c.at_eof())
 
+    def test_a_session_closing_itself_inside_a_hook(self):
+        c = self.client(self.ports["plain"])
+        c.read_line()
+        c.send("DROP\r\nignored\r\n")
+        self.assertTrue(c.at_eof())
+        self.assertEqual(self.client(self.ports["plain"]).read_line(), "HELLO echo/1 ready")
+
     def test_ipv6_session(self):
         c = self.client(self.ports["plain6"], host="::1")
         self.assertEqual(c.read_line(), "HELLO echo/1 ready")

@@ -115,3 +115,16 @@ TEST_CASE("shutdown retires every generation and reports when all are unloaded")
   CHECK(f.manager.status().empty());
   CHECK(f.images.count() == 0);
 }
+
+TEST_CASE("a reload that fails after starting a plugin retires it: its timers are cancelled first") {
+  Fixture f;
+  auto good = f.load(echo_config("echo_v1"));
+  // echo starts (with a 1 ms periodic timer), then the second plugin fails.
+  auto c = echo_config("echo_v2", "tick_ms = 1\n[plugins.zz]\npath = \"" + postern::test::plugin_path("abi_major2") +
+                                      "\"\n");
+  auto r = f.manager.prepare(c);
+  CHECK_FALSE(r.set);
+  CHECK(f.run_until([&] { return f.manager.status().size() == 1; }));
+  CHECK(f.states() == std::vector<std::string>{"1:active"});
+  CHECK(f.manager.current() == good);
+}

@@ -7,7 +7,8 @@
 //
 // A plugin: derive from postern::sdk::Plugin, override configure(), and
 // (for a protocol) list `static constexpr std::array protocols{...}` and
-// override open_session(). Then, in one .cpp file:
+// override open_session(); (for services) list `static constexpr std::array
+// services{...}` and override handle_call(). Then, in one .cpp file:
 //     POSTERN_PLUGIN(MyPlugin, "name", "1.2.3")
 // Build it with postern_add_plugin() (sdk/cmake), which sets
 // -fvisibility=hidden and -fno-gnu-unique: both matter for hot reload.
@@ -17,11 +18,13 @@
 #include <postern/sdk_config.hpp>
 #include <postern/sdk_host.hpp>
 #include <postern/sdk_protocol.hpp>
+#include <postern/sdk_service.hpp>
 
 #include <array>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace postern::sdk {
 
@@ -54,6 +57,14 @@ class Plugin {
     return {};
   }
 
+  // For service plugins: answer through reply, exactly once, now or later
+  // and from any thread (typically a worker job). Runs on a loop thread:
+  // never block here.
+  virtual void handle_call(std::string_view /*service*/, std::string_view /*method*/,
+                           std::string_view /*request*/, ReplyPtr reply) {
+    reply->error(PST_ERR_UNSUPPORTED, "no such service");
+  }
+
   Host& host() { return host_; }
 
  private:
@@ -80,9 +91,15 @@ struct Registry {
     else return size_t{0};
   }();
 
+  static constexpr size_t service_count = [] {
+    if constexpr (requires { P::services.size(); }) return P::services.size();
+    else return size_t{0};
+  }();
+
   static inline const pst_host_v1* api = nullptr;
   static inline std::array<pst_protocol_v1, protocol_count> protocols{};
-  static inline std::array<pst_capability_v1, protocol_count> capabilities{};
+  static inline std::array<pst_service_v1, service_count> services{};
+  static inline std::array<pst_capability_v1, protocol_count + service_count> capabilities{};
   static inline pst_plugin_v1 descriptor{};
 
   static void* init(const pst_host_v1* host, pst_host_ctx* ctx, pst_error* err) noexcept {
@@ -147,6 +164,24 @@ struct Registry {
     });
   }
 
+  template <size_t I>
+  static void handle(void* instance, pst_call* call, pst_str method, const uint8_t* request, size_t len) noexcept {
+    auto* plugin = static_cast<P*>(instance);
+    auto reply = std::make_shared<Reply>(api, call);
+    bool ok = guarded(plugin->host(), "handle_call", [&] {
+      plugin->handle_call(P::services[I], view(method),
+                          std::string_view(reinterpret_cast<const char*>(request), len), reply);
+    });
+    if (!ok) reply->error(PST_ERR, "the service failed");
+  }
+
+  template <size_t... I>
+  static void describe_services(std::index_sequence<I...>) {
+    ((services[I] = pst_service_v1{sizeof(pst_service_v1), str(P::services[I]), &handle<I>},
+      capabilities[protocol_count + I] = {sizeof(pst_capability_v1), PST_CAP_SERVICE, &services[I]}),
+     ...);
+  }
+
   static const pst_plugin_v1* describe(const pst_host_v1* host, std::string_view name,
                                        std::string_view version) noexcept {
     api = host;
@@ -159,6 +194,7 @@ struct Registry {
         capabilities[i] = {sizeof(pst_capability_v1), PST_CAP_PROTOCOL, &protocols[i]};
       }
     }
+    describe_services(std::make_index_sequence<service_count>());
     descriptor.struct_size = sizeof(pst_plugin_v1);
     descriptor.abi_major = PST_ABI_MAJOR;
     descriptor.abi_minor = PST_ABI_MINOR;
@@ -169,7 +205,7 @@ struct Registry {
     descriptor.stop = &stop;
     descriptor.fini = &fini;
     descriptor.capabilities = capabilities.data();
-    descriptor.capability_count = protocol_count;
+    descriptor.capability_count = protocol_count + service_count;
     return &descriptor;
   }
 };

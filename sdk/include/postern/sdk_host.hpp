@@ -8,6 +8,7 @@
 #include <exception>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -75,6 +76,81 @@ class Host {
     return true;
   }
 
+  // Calls `method` of the plugin providing `service` (ABI 1.1). done runs
+  // exactly once, on conn's thread (or a loop thread without conn), with
+  // the status and the reply (or an error message). Returns false when the
+  // call could not even be made (connection closed, generation retiring).
+  using CallDone = std::function<void(pst_status status, std::string_view reply)>;
+  bool call(pst_conn* conn, std::string_view service, std::string_view method, std::string_view request,
+            CallDone done) const {
+    if (!PST_HAS_FIELD(api_, pst_host_v1, server_path)) return false;
+    auto* holder = new CallDone(std::move(done));
+    pst_status st = api_->call(ctx_, conn, str(service), str(method),
+                               reinterpret_cast<const uint8_t*>(request.data()), request.size(), &call_trampoline,
+                               holder);
+    if (st != PST_OK) {
+      delete holder;
+      return false;
+    }
+    return true;
+  }
+
+  // Tells subscribers of topic (ABI 1.1), asynchronously and at most once.
+  void publish(std::string_view topic, std::string_view payload) const {
+    if (PST_HAS_FIELD(api_, pst_host_v1, server_path))
+      api_->publish(ctx_, str(topic), reinterpret_cast<const uint8_t*>(payload.data()), payload.size());
+  }
+
+  // A subscription that ends with the object (ABI 1.1).
+  class Subscription {
+   public:
+    using Fn = std::function<void(std::string_view topic, std::string_view payload)>;
+    Subscription() = default;
+    Subscription(const Host& host, pst_conn* conn, std::string_view topic, Fn fn)
+        : api_(host.api()), ctx_(host.ctx()) {
+      if (!PST_HAS_FIELD(api_, pst_host_v1, server_path)) return;
+      fn_ = std::make_unique<Fn>(std::move(fn));
+      if (api_->subscribe(ctx_, conn, str(topic), &trampoline, fn_.get(), &id_) != PST_OK) fn_.reset();
+    }
+    Subscription(Subscription&& o) noexcept
+        : api_(o.api_), ctx_(o.ctx_), fn_(std::move(o.fn_)), id_(std::exchange(o.id_, 0)) {}
+    Subscription& operator=(Subscription&& o) noexcept {
+      reset();
+      api_ = o.api_;
+      ctx_ = o.ctx_;
+      fn_ = std::move(o.fn_);
+      id_ = std::exchange(o.id_, 0);
+      return *this;
+    }
+    ~Subscription() { reset(); }
+    bool active() const { return fn_ != nullptr; }
+    void reset() {
+      if (fn_ && id_) api_->unsubscribe(ctx_, id_);
+      fn_.reset();
+      id_ = 0;
+    }
+
+   private:
+    static void trampoline(void* user, pst_str topic, const uint8_t* p, size_t n) noexcept {
+      try {
+        (*static_cast<Fn*>(user))(view(topic), std::string_view(reinterpret_cast<const char*>(p), n));
+      } catch (...) {
+      }
+    }
+    const pst_host_v1* api_ = nullptr;
+    pst_host_ctx* ctx_ = nullptr;
+    std::unique_ptr<Fn> fn_;
+    uint64_t id_ = 0;
+  };
+
+  // The server's data directory (ABI 1.1); empty if the host is older.
+  std::string data_dir() const {
+    pst_str s{};
+    if (!PST_HAS_FIELD(api_, pst_host_v1, server_path) || api_->server_path(ctx_, PST_PATH_DATA_DIR, &s) != PST_OK)
+      return {};
+    return std::string(view(s));
+  }
+
   // A monotonically increasing counter exported with the server's metrics.
   class Counter {
    public:
@@ -103,6 +179,14 @@ class Host {
     auto* fn = static_cast<std::function<void(bool)>*>(user);
     try {
       (*fn)(st == PST_OK);
+    } catch (...) {
+    }
+    delete fn;
+  }
+  static void call_trampoline(void* user, pst_status st, const uint8_t* reply, size_t len) noexcept {
+    auto* fn = static_cast<CallDone*>(user);
+    try {
+      (*fn)(st, std::string_view(reinterpret_cast<const char*>(reply), len));
     } catch (...) {
     }
     delete fn;

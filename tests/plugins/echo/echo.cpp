@@ -11,6 +11,7 @@
 //   FLOOD <n>    n lines of 1 KiB, honouring backpressure, then "FLOODED"
 //   BLAST <n>    n KiB ignoring backpressure (the host must cut it off)
 //   QUIT         "BYE"
+//   DROP         closes without a word (from inside the hook)
 //   anything     "<version>: <line>"
 #include <postern/sdk.hpp>
 
@@ -34,6 +35,7 @@ constexpr std::string_view kVersion = ECHO_STR(ECHO_VERSION);
 struct Settings {
   std::string greeting;
   int64_t tick_ms = 0;
+  bool close_on_open = false;  // close inside open(), before any output
 };
 
 class Session : public LineSession {
@@ -42,6 +44,7 @@ class Session : public LineSession {
       : LineSession(conn), settings_(s), host_(host), lines_(lines) {}
 
   void on_open(const ConnInfo&) override {
+    if (settings_.close_on_open) return conn().close();
     conn().write("HELLO echo/" + std::string(kVersion) + " " + settings_.greeting + "\r\n");
   }
 
@@ -49,6 +52,8 @@ class Session : public LineSession {
     lines_.add();
     if (line == "QUIT") {
       conn().write("BYE\r\n");
+      conn().close();
+    } else if (line == "DROP") {
       conn().close();
     } else if (line == "VERSION") {
       conn().write("VERSION " + std::string(kVersion) + "\r\n");
@@ -141,7 +146,8 @@ class Plugin : public postern::sdk::Plugin {
   static constexpr std::array<std::string_view, 1> protocols{"echo"};
 
   bool configure(Config cfg) override {
-    cfg.allow_keys({"greeting", "tick_ms"});
+    cfg.allow_keys({"greeting", "tick_ms", "close_on_open"});
+    settings_.close_on_open = cfg.boolean("close_on_open", false);
     settings_.greeting = cfg.string("greeting", "ready");
     if (settings_.greeting.empty() || settings_.greeting.size() > 200 ||
         settings_.greeting.find_first_of("\r\n") != std::string::npos)
