@@ -4,11 +4,15 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <iostream>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -18,10 +22,116 @@ void usage() {
   std::fprintf(stderr,
                "usage: postern [--config FILE] COMMAND\n"
                "commands:\n"
-               "  status   uptime, plugins with versions and generations, listeners, connections\n"
-               "  reload   re-read the configuration and reload changed plugins and certificates\n"
+               "  status                        uptime, plugins and generations, listeners, connections\n"
+               "  reload                        re-read the configuration; reload changed plugins and certificates\n"
+               "  domain add|remove DOMAIN      serve (or stop serving) mail for DOMAIN\n"
+               "  domain list\n"
+               "  user add ADDRESS              create a user; the password is read from the terminal or stdin\n"
+               "  user passwd ADDRESS           set a new password (read the same way)\n"
+               "  user remove ADDRESS           delete the user, its mail and the aliases pointing at it\n"
+               "  user list [DOMAIN]\n"
+               "  alias add SOURCE TARGET       SOURCE is an address, or @DOMAIN for a catch-all\n"
+               "  alias remove SOURCE\n"
+               "  alias list\n"
+               "  quota set ADDRESS SIZE        SIZE in bytes, or with K, M or G; 0 = no limit\n"
+               "  quota show ADDRESS\n"
+               "  keys rotate                   rewrap every key under a new master key\n"
+               "  store verify                  check every record, reference and quota counter\n"
                "FILE defaults to %s\n",
                POSTERN_DEFAULT_CONFIG);
+}
+
+// Reads a password without echo from a terminal (twice, to confirm), or one
+// line from stdin otherwise. Never from the command line: argv is public.
+std::optional<std::string> read_password() {
+  auto line = [](std::string& out) { return static_cast<bool>(std::getline(std::cin, out)); };
+  if (!isatty(STDIN_FILENO)) {
+    std::string p;
+    if (!line(p)) return std::nullopt;
+    if (!p.empty() && p.back() == '\r') p.pop_back();
+    return p;
+  }
+  termios old{};
+  tcgetattr(STDIN_FILENO, &old);
+  termios quiet = old;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  std::string first, second;
+  std::fprintf(stderr, "Password: ");
+  bool ok = line(first);
+  std::fprintf(stderr, "\nAgain: ");
+  ok = ok && line(second);
+  std::fprintf(stderr, "\n");
+  tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  if (!ok) return std::nullopt;
+  if (first != second) {
+    std::fprintf(stderr, "postern: the passwords differ\n");
+    return std::nullopt;
+  }
+  return first;
+}
+
+std::optional<std::string> parse_size(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  unsigned long long n = 0;
+  size_t i = 0;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) n = n * 10 + static_cast<unsigned>(s[i] - '0');
+  if (i == 0 || i + 1 < s.size()) return std::nullopt;
+  if (i < s.size()) {
+    char u = static_cast<char>(std::toupper(static_cast<unsigned char>(s[i])));
+    n <<= u == 'K' ? 10 : u == 'M' ? 20 : u == 'G' ? 30 : 64;
+    if (u != 'K' && u != 'M' && u != 'G') return std::nullopt;
+  }
+  return std::to_string(n);
+}
+
+// Turns `postern WORDS...` into a control request line, or an error.
+struct Request {
+  std::string line;
+  std::string error;
+};
+
+Request admin_request(const std::vector<std::string>& w) {
+  auto field = [](const std::string& k, const std::string& v) -> std::optional<std::string> {
+    if (v.find_first_of("\t\r\n") != std::string::npos) return std::nullopt;
+    return "\t" + k + "=" + v;
+  };
+  auto build = [&](const std::string& method, std::vector<std::pair<std::string, std::string>> kv) -> Request {
+    std::string line = "admin\t" + method;
+    for (auto& [k, v] : kv) {
+      auto f = field(k, v);
+      if (!f) return {"", "arguments must not contain tabs or line breaks"};
+      line += *f;
+    }
+    return {line, ""};
+  };
+  size_t n = w.size();
+  std::string group = n > 0 ? w[0] : "", verb = n > 1 ? w[1] : "";
+  if (group == "domain" && (verb == "add" || verb == "remove") && n == 3) return build("domain." + verb, {{"domain", w[2]}});
+  if (group == "domain" && verb == "list" && n == 2) return build("domain.list", {});
+  if (group == "user" && (verb == "add" || verb == "passwd") && n == 3) {
+    auto password = read_password();
+    if (!password) return {"", "no password given"};
+    return build(verb == "add" ? "account.add" : "account.passwd", {{"address", w[2]}, {"password", *password}});
+  }
+  if (group == "user" && verb == "remove" && n == 3) return build("account.remove", {{"address", w[2]}});
+  if (group == "user" && verb == "list" && n <= 3) {
+    std::vector<std::pair<std::string, std::string>> kv;
+    if (n == 3) kv.emplace_back("domain", w[2]);
+    return build("account.list", kv);
+  }
+  if (group == "alias" && verb == "add" && n == 4) return build("alias.add", {{"source", w[2]}, {"target", w[3]}});
+  if (group == "alias" && verb == "remove" && n == 3) return build("alias.remove", {{"source", w[2]}});
+  if (group == "alias" && verb == "list" && n == 2) return build("alias.list", {});
+  if (group == "quota" && verb == "set" && n == 4) {
+    auto size = parse_size(w[3]);
+    if (!size) return {"", "SIZE must be a number of bytes, optionally with K, M or G"};
+    return build("quota.set", {{"address", w[2]}, {"bytes", *size}});
+  }
+  if (group == "quota" && verb == "show" && n == 3) return build("quota.get", {{"address", w[2]}});
+  if (group == "keys" && verb == "rotate" && n == 2) return build("keys.rotate", {});
+  if (group == "store" && verb == "verify" && n == 2) return build("store.verify", {});
+  return {"", "usage"};
 }
 
 // Sends one request line; returns 0 (ok), 1 (the daemon said error) or 3.
@@ -58,7 +168,10 @@ int request(const std::string& socket_path, const std::string& command) {
     return 0;
   }
   if (verdict == "error") {
-    std::fprintf(stderr, "postern: %s failed: %s", command.c_str(), body.c_str());
+    std::string what = command.substr(0, command.find('\t', command.find('\t') + 1));  // never echo arguments
+    for (char& c : what)
+      if (c == '\t') c = ' ';
+    std::fprintf(stderr, "postern: %s failed: %s", what.c_str(), body.c_str());
     return 1;
   }
   std::fprintf(stderr, "postern: no answer from posternd (did it stop?)\n");
@@ -69,17 +182,27 @@ int request(const std::string& socket_path, const std::string& command) {
 
 int main(int argc, char** argv) {
   std::string config = POSTERN_DEFAULT_CONFIG;
-  std::string command;
+  std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) config = argv[++i];
-    else if (command.empty() && (arg == "status" || arg == "reload")) command = arg;
-    else {
+    else words.push_back(arg);
+  }
+  std::string command;
+  if (words.size() == 1 && (words[0] == "status" || words[0] == "reload")) {
+    command = words[0];
+  } else if (!words.empty()) {
+    Request r = admin_request(words);
+    if (r.error == "usage") {
       usage();
       return 2;
     }
-  }
-  if (command.empty()) {
+    if (!r.error.empty()) {
+      std::fprintf(stderr, "postern: %s\n", r.error.c_str());
+      return 2;
+    }
+    command = r.line;
+  } else {
     usage();
     return 2;
   }

@@ -1,6 +1,9 @@
 #include "daemon/daemon.hpp"
 
 #include "daemon/privileges.hpp"
+#include "plugin/host_context.hpp"
+
+#include <postern/record.hpp>
 #include "log/logger.hpp"
 
 #include <boost/asio/post.hpp>
@@ -286,10 +289,35 @@ std::string Daemon::status() const {
 }
 
 void Daemon::on_control(const std::string& command, const ControlServer::Reply& reply) {
+  if (command.starts_with("admin\t")) return admin(command, reply);
   log_info("control.command", {{"command", command}});
   if (command == "status") reply(true, status());
   else if (command == "reload") reload(reply);
   else reply(false, "unknown command \"" + command + "\" (known: status, reload)");
+}
+
+// "admin<TAB>method<TAB>key=value..." goes to the "admin" service (the
+// store's commands). Values may be secrets: only the method is logged.
+void Daemon::admin(const std::string& line, const ControlServer::Reply& reply) {
+  sdk::Record request;
+  std::string method;
+  size_t start = line.find('\t') + 1;
+  while (start <= line.size()) {
+    size_t end = line.find('\t', start);
+    std::string field = line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (method.empty()) method = field;
+    else if (size_t eq = field.find('='); eq != std::string::npos) request.add(field.substr(0, eq), field.substr(eq + 1));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  log_info("control.command", {{"command", "admin " + method}});
+  if (stopping_) return reply(false, "the server is shutting down");
+  call_service(*plugins_, main_, "admin", method, request.encode(), config_.server.call_timeout,
+               [reply](pst_status status, std::string_view text) {
+                 if (status == PST_ERR_NOT_FOUND && text == "no enabled plugin provides this service")
+                   return reply(false, "no store is enabled: add [plugins.store-lmdb] to the configuration");
+                 reply(status == PST_OK, std::string(text));
+               });
 }
 
 }  // namespace postern::core

@@ -41,6 +41,7 @@ class Daemon {
   void finish_shutdown();
   std::string status() const;
   void on_control(const std::string& command, const ControlServer::Reply& reply);
+  void admin(const std::string& line, const ControlServer::Reply& reply);
 
   Config config_;
   boost::asio::io_context main_{1};

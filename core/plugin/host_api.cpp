@@ -15,15 +15,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 
 namespace postern::core {
 
 // The caller's side of a service call: completes exactly once, by the
 // provider's reply or by the host's timeout, whichever comes first.
 struct PendingCall : std::enable_shared_from_this<PendingCall> {
-  HostContext* caller = nullptr;
-  pst_call_done_fn done = nullptr;
-  void* user = nullptr;
+  HostContext* caller = nullptr;  // null when the core itself calls
+  std::function<void(pst_status, std::string_view)> done;
   boost::asio::any_io_executor executor;
   std::weak_ptr<Connection> conn;
   bool bound = false;
@@ -36,8 +36,8 @@ struct PendingCall : std::enable_shared_from_this<PendingCall> {
       if (self->timeout) self->timeout->cancel();
       auto live = self->conn.lock();
       pst_status st = self->bound && (!live || !live->open()) ? PST_ERR_CLOSED : status;
-      self->done(self->user, st, reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
-      self->caller->end_job();
+      self->done(st, reply);
+      if (self->caller) self->caller->end_job();
     });
   }
 };
@@ -276,6 +276,25 @@ pst_status conn_set_read_limit(pst_conn* c, size_t n) { return c ? conn(c)->set_
 
 std::string_view kNoService = "no enabled plugin provides this service";
 
+// Routes a call to the current provider of service, completing it exactly
+// once on the pending call's executor (reply, timeout or no provider).
+void dispatch_call(const std::shared_ptr<PendingCall>& pending, const ServiceDirectory* dir,
+                   std::chrono::milliseconds timeout, const std::string& service, pst_str method,
+                   const uint8_t* request, size_t len) {
+  auto binding = dir ? dir->find_service(service) : std::nullopt;
+  if (!binding) {
+    pending->complete(PST_ERR_NOT_FOUND, std::string(kNoService));
+    return;
+  }
+  pending->timeout = std::make_unique<asio::steady_timer>(pending->executor, timeout);
+  pending->timeout->async_wait([weak = std::weak_ptr<PendingCall>(pending)](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto p = weak.lock()) p->complete(PST_ERR_RETRYABLE, "the service did not answer in time");
+  });
+  auto* handle = new pst_call{pending, binding->generation};
+  binding->table->handle(binding->generation->instance(), handle, method, request, len);
+}
+
 pst_status call(pst_host_ctx* ctx, pst_conn* c, pst_str service, pst_str method, const uint8_t* request, size_t len,
                 pst_call_done_fn done, void* user) {
   if (!ctx || !done || (!request && len)) return PST_ERR_INVALID;
@@ -284,24 +303,14 @@ pst_status call(pst_host_ctx* ctx, pst_conn* c, pst_str service, pst_str method,
   if (!h->begin_job()) return PST_ERR_CLOSED;
   auto pending = std::make_shared<PendingCall>();
   pending->caller = h;
-  pending->done = done;
-  pending->user = user;
+  pending->done = [done, user](pst_status st, std::string_view reply) {
+    done(user, st, reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
+  };
   pending->executor = c ? conn(c)->executor() : h->main_loop().get_executor();
   pending->conn = c ? conn(c)->weak_from_this() : std::weak_ptr<Connection>();
   pending->bound = c != nullptr;
-  const ServiceDirectory* dir = h->services().services;
-  auto binding = dir ? dir->find_service(std::string(sv(service))) : std::nullopt;
-  if (!binding) {
-    pending->complete(PST_ERR_NOT_FOUND, std::string(kNoService));
-    return PST_OK;
-  }
-  pending->timeout = std::make_unique<asio::steady_timer>(pending->executor, h->services().call_timeout);
-  pending->timeout->async_wait([weak = std::weak_ptr<PendingCall>(pending)](const boost::system::error_code& ec) {
-    if (ec) return;
-    if (auto p = weak.lock()) p->complete(PST_ERR_RETRYABLE, "the service did not answer in time");
-  });
-  auto* handle = new pst_call{pending, binding->generation};
-  binding->table->handle(binding->generation->instance(), handle, method, request, len);
+  dispatch_call(pending, h->services().services, h->services().call_timeout, std::string(sv(service)), method,
+                request, len);
   return PST_OK;
 }
 
@@ -377,5 +386,15 @@ const pst_host_v1 kHostApi = {
 }  // namespace
 
 const pst_host_v1* host_api() { return &kHostApi; }
+
+void call_service(const ServiceDirectory& services, boost::asio::io_context& reply_on, const std::string& service,
+                  const std::string& method, const std::string& request, std::chrono::milliseconds timeout,
+                  std::function<void(pst_status, std::string_view)> done) {
+  auto pending = std::make_shared<PendingCall>();
+  pending->done = std::move(done);
+  pending->executor = reply_on.get_executor();
+  dispatch_call(pending, &services, timeout, service, pst_str{method.data(), method.size()},
+                reinterpret_cast<const uint8_t*>(request.data()), request.size());
+}
 
 }  // namespace postern::core

@@ -139,4 +139,10 @@ class HostContext : public pst_host_ctx {
 // The services table every plugin receives.
 const pst_host_v1* host_api();
 
+// A service call made by the core itself (the control socket's admin
+// commands); done runs exactly once on reply_on.
+void call_service(const ServiceDirectory& services, boost::asio::io_context& reply_on, const std::string& service,
+                  const std::string& method, const std::string& request, std::chrono::milliseconds timeout,
+                  std::function<void(pst_status, std::string_view)> done);
+
 }  // namespace postern::core

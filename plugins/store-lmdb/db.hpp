@@ -1,0 +1,81 @@
+// A thin RAII layer over LMDB: one environment, named tables, read and
+// write transactions. Errors throw StoreError; the service boundary turns
+// them into status codes (retryable or not).
+#pragma once
+
+#include <lmdb.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace postern::store {
+
+struct StoreError : std::runtime_error {
+  StoreError(int status, const std::string& what) : std::runtime_error(what), status(status) {}
+  int status;  // a pst_status
+};
+
+enum class Table : unsigned {
+  meta,           // format version, wrapped store keys, id sequences
+  domains,        // H(domain) -> {name}
+  accounts,       // account id -> {address, verifiers, quota}
+  account_index,  // H(address) -> {id}
+  aliases,        // H(source) -> {source, target}
+  account_keys,   // account id -> data key wrapped by the master key
+  mailboxes,      // account|mailbox id -> {name, uidvalidity, uidnext, modseq, ...}
+  mailbox_names,  // H(account|name) -> {mailbox id}
+  messages,       // account|mailbox|uid -> {blob, flags, modseq, ...}
+  blobs,          // blob id -> message bytes
+  blob_refs,      // blob id -> {account, refs}
+  counters,       // account id -> {bytes, messages}
+  count_
+};
+constexpr size_t kTableCount = static_cast<size_t>(Table::count_);
+std::string_view table_name(Table t);
+
+class Db;
+
+class Txn {
+ public:
+  Txn(Db& db, bool write);
+  Txn(Txn&&) = delete;
+  ~Txn();
+
+  std::optional<std::string> get(Table t, std::string_view key) const;
+  void put(Table t, std::string_view key, std::string_view value);
+  bool del(Table t, std::string_view key);
+  // Calls fn for each key starting with prefix, in key order, until it
+  // returns false. The views live only during fn, and fn must not write to
+  // table t (collect keys first, then change them).
+  void scan(Table t, std::string_view prefix, const std::function<bool(std::string_view, std::string_view)>& fn) const;
+  void commit();
+
+ private:
+  Db& db_;
+  MDB_txn* txn_ = nullptr;
+};
+
+class Db {
+ public:
+  // Creates the directory's environment if it is new.
+  Db(const std::string& dir, size_t map_size_bytes);
+  ~Db();
+  Db(const Db&) = delete;
+
+ private:
+  friend class Txn;
+  MDB_env* env_ = nullptr;
+  std::array<MDB_dbi, kTableCount> tables_{};
+};
+
+// Big-endian fixed width, so that LMDB's byte order is numeric order.
+std::string be64(uint64_t n);
+uint64_t from_be64(std::string_view s);
+
+}  // namespace postern::store

@@ -1,0 +1,206 @@
+// store-lmdb: the encrypted LMDB mail store and account directory.
+//
+// Provides three services:
+//   "store"  mail and directory operations for protocol plugins (records),
+//   "auth"   credential checks ("verify", "scram"), routed here by the core,
+//   "admin"  the `postern` commands (human-readable replies).
+// Every operation runs on the host's worker pool; none on an event loop.
+#include "store.hpp"
+
+#include <postern/sdk.hpp>
+
+#include <array>
+#include <filesystem>
+#include <memory>
+
+namespace postern::store {
+namespace {
+
+using namespace postern::sdk;
+
+pst_status status_of(const StoreError& e) { return e.status; }
+
+class Plugin : public sdk::Plugin {
+ public:
+  static constexpr std::array<std::string_view, 3> services{"store", "auth", "admin"};
+
+  bool configure(Config cfg) override {
+    cfg.allow_keys({"directory", "master_key_file", "map_size_mb", "argon2_memory_kib", "argon2_iterations",
+                    "argon2_parallelism"});
+    directory_ = cfg.string("directory", "");
+    key_file_ = cfg.string("master_key_file", "");
+    map_size_ = static_cast<size_t>(cfg.integer("map_size_mb", 4096, 16, 1 << 24)) << 20;
+    argon2_.memory_kib = static_cast<uint32_t>(cfg.integer("argon2_memory_kib", argon2_.memory_kib, 8192, 4 << 20));
+    argon2_.iterations = static_cast<uint32_t>(cfg.integer("argon2_iterations", argon2_.iterations, 1, 100));
+    argon2_.parallelism = static_cast<uint32_t>(cfg.integer("argon2_parallelism", argon2_.parallelism, 1, 64));
+    if (!directory_.empty() && directory_.front() != '/') cfg["directory"].error("must be an absolute path");
+    if (!key_file_.empty() && key_file_.front() != '/') cfg["master_key_file"].error("must be an absolute path");
+    return cfg.error_count() == 0;
+  }
+
+  bool start(std::string& error) override {
+    if (directory_.empty()) {
+      std::string data = host().data_dir();
+      if (data.empty()) return error = "the host does not say where data lives; set directory", false;
+      directory_ = data + "/store";
+    }
+    auto master = load_master_key(key_file_, error);
+    if (!master) return false;
+    try {
+      store_ = open_store(*master);
+    } catch (const StoreError& e) {
+      // A rotation that committed but did not get to rename its key file
+      // left the new key beside the old one: finish it.
+      std::string pending = key_file_ + ".new", ignored;
+      auto next = key_file_.empty() ? std::nullopt : load_master_key(pending, ignored);
+      if (!next) return error = e.what(), false;
+      try {
+        store_ = open_store(*next);
+      } catch (const std::exception&) {
+        return error = e.what(), false;
+      }
+      std::filesystem::rename(pending, key_file_);
+      host().warning("store.rotation_completed", {{"key_file", key_file_}});
+    } catch (const std::exception& e) {
+      return error = e.what(), false;
+    }
+    host().info("store.opened", {{"directory", directory_}});
+    return true;
+  }
+
+  void handle_call(std::string_view service, std::string_view method, std::string_view request,
+                   ReplyPtr reply) override {
+    auto parsed = Record::parse(request);
+    if (!parsed) return reply->error(PST_ERR_INVALID, "malformed request");
+    std::string svc(service), m(method);
+    Record req = std::move(*parsed);
+    bool queued = host().submit(
+        nullptr, [this, svc, m, req, reply] { run(svc, m, req, *reply); },
+        [reply](bool ran) {
+          if (!ran) reply->error(PST_ERR_RETRYABLE, "the store is shutting down");
+        });
+    if (!queued) reply->error(PST_ERR_RETRYABLE, "the store is busy; try again");
+  }
+
+ private:
+  // On a worker thread.
+  void run(const std::string& service, const std::string& method, const Record& req, Reply& reply) {
+    try {
+      if (service == "admin") return reply.ok(admin(method, req));
+      std::string m = service == "auth" ? "auth." + method : method;
+      auto handler = Store::find(m);
+      if (!handler) return reply.error(PST_ERR_UNSUPPORTED, "unknown method " + method);
+      Record out = (store_.get()->*handler)(req);
+      if (m == "auth.verify") host().info("auth.ok", {{"user", out.get_or("address", "")}});
+      reply.ok(out.encode());
+    } catch (const StoreError& e) {
+      if (method == "verify" && service == "auth")
+        host().warning("auth.failed", {{"user", req.get_or("user", "")}, {"peer", req.get_or("peer", "")},
+                                       {"protocol", req.get_or("protocol", "")}, {"reason", "bad credentials"}});
+      reply.error(status_of(e), e.what());
+    } catch (const std::exception& e) {
+      host().error("store.failed", {{"method", method}, {"reason", e.what()}});
+      reply.error(PST_ERR_RETRYABLE, e.what());
+    }
+  }
+
+  // The `postern` commands: the same operations, answered in text.
+  std::string admin(const std::string& method, const Record& req);
+  std::string rotate_keys();
+  std::unique_ptr<Store> open_store(const Key& master);
+
+  std::string directory_, key_file_;
+  size_t map_size_ = 0;
+  Argon2Params argon2_;
+  std::unique_ptr<Store> store_;
+};
+
+std::unique_ptr<Store> Plugin::open_store(const Key& master) {
+  Host h = host();
+  return std::make_unique<Store>(directory_, map_size_, master, argon2_,
+                                 [h](const std::string& topic, const Record& what) { h.publish(topic, what.encode()); });
+}
+
+// Writes a new key beside the old one, rewraps every key under it in one
+// transaction, then renames it over the old file: at every instant one of
+// the two files opens the store (start() finishes an interrupted rename).
+std::string Plugin::rotate_keys() {
+  if (key_file_.empty())
+    throw StoreError(PST_ERR_UNSUPPORTED,
+                     "keys rotate needs master_key_file; a key from the environment or a credential is rotated by "
+                     "replacing it where it comes from");
+  std::string pending = key_file_ + ".new", error;
+  if (std::filesystem::exists(pending))
+    throw StoreError(PST_ERR, pending + " exists: an earlier rotation did not finish; restart posternd to complete it");
+  auto next = create_master_key_file(pending, error);
+  if (!next) throw StoreError(PST_ERR, error);
+  store_->rotate(*next);
+  std::error_code ec;
+  std::filesystem::rename(pending, key_file_, ec);
+  if (ec)
+    throw StoreError(PST_ERR, "the store now uses the key in " + pending + ", but renaming it to " + key_file_ +
+                                  " failed (" + ec.message() + "): move it there yourself");
+  host().warning("keys.rotated", {{"key_file", key_file_}});
+  return "master key rotated: " + key_file_ + " holds the new key; the old key no longer opens the store\n";
+}
+
+// One line saying what a changing command did.
+std::string done_message(const std::string& method, const Record& out) {
+  auto f = [&](std::string_view k) { return std::string(out.get_or(k, "")); };
+  if (method == "domain.add") return "added domain " + f("domain");
+  if (method == "domain.remove") return "removed domain " + f("domain");
+  if (method == "account.add") return "added user " + f("address") + " with Inbox, Sent, Drafts, Trash, Junk, Archive";
+  if (method == "account.passwd") return "changed the password of " + f("address");
+  if (method == "account.remove")
+    return "removed user " + f("address") + ", its mail and " + f("aliases_removed") + " aliases pointing at it";
+  if (method == "alias.add") return "added alias " + f("source") + " -> " + f("target");
+  if (method == "alias.remove") return "removed alias " + f("source");
+  if (method == "quota.set")
+    return "quota of " + f("address") + " set to " + (f("limit") == "0" ? "no limit" : f("limit") + " bytes");
+  std::string text;
+  for (auto& [k, v] : out.fields()) text += (text.empty() ? "" : " ") + k + "=" + v;
+  return text;
+}
+
+std::string Plugin::admin(const std::string& method, const Record& req) {
+  if (method == "keys.rotate") return rotate_keys();
+  auto handler = Store::find(method);
+  if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver")
+    throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);
+  Record out = (store_.get()->*handler)(req);
+  std::string text;
+  auto line = [&](const std::string& l) { text += l + "\n"; };
+  if (method == "domain.list") {
+    for (auto d : out.all("domain")) line(std::string(d));
+  } else if (method == "account.list") {
+    for (auto u : out.all("user")) {
+      auto r = Record::parse(u).value_or(Record());
+      std::string quota(r.get_or("quota", "0"));
+      line(std::string(r.get_or("address", "")) + (quota == "0" ? "" : "  quota " + quota + " bytes"));
+    }
+  } else if (method == "alias.list") {
+    for (auto a : out.all("alias")) {
+      auto r = Record::parse(a).value_or(Record());
+      line(std::string(r.get_or("source", "")) + " -> " + std::string(r.get_or("target", "")));
+    }
+  } else if (method == "quota.get") {
+    std::string limit(out.get_or("limit", "0"));
+    line(std::string(out.get_or("address", "")) + ": " + std::string(out.get_or("used", "0")) + " bytes in " +
+         std::string(out.get_or("messages", "0")) + " messages; limit " +
+         (limit == "0" ? std::string("none") : limit + " bytes"));
+  } else if (method == "store.verify") {
+    auto problems = out.all("problem");
+    for (auto p : problems) line("problem: " + std::string(p));
+    line(std::string(out.get_or("checked", "0")) + " records checked, " + std::to_string(problems.size()) +
+         " problems");
+    if (!problems.empty()) throw StoreError(PST_ERR, text);
+  } else {
+    line(done_message(method, out));
+  }
+  return text;
+}
+
+}  // namespace
+}  // namespace postern::store
+
+POSTERN_PLUGIN(postern::store::Plugin, "store-lmdb", "1.0.0")

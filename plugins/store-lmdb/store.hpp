@@ -1,0 +1,109 @@
+// The store's operations: the directory (domains, accounts, aliases,
+// credentials, quotas) and mail (mailboxes, messages, flags, MODSEQ).
+// Every operation is synchronous and may block (LMDB, Argon2id): the
+// plugin runs them on the host's worker pool, never on an event loop.
+// Requests and replies are SDK records; failures throw StoreError.
+#pragma once
+
+#include "credentials.hpp"
+#include "db.hpp"
+#include "vault.hpp"
+
+#include <postern/record.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace postern::store {
+
+using sdk::Record;
+
+// A change worth telling sessions about: topic "mailbox:<account>:<mailbox>".
+using Publish = std::function<void(const std::string& topic, const Record& what)>;
+
+class Store {
+ public:
+  Store(const std::string& dir, size_t map_size, const Key& master, Argon2Params argon2, Publish publish);
+
+  // --- directory ---
+  Record domain_add(const Record& r);
+  Record domain_list(const Record& r);
+  Record domain_remove(const Record& r);
+  Record account_add(const Record& r);
+  Record account_list(const Record& r);
+  Record account_remove(const Record& r);
+  Record account_passwd(const Record& r);
+  Record alias_add(const Record& r);
+  Record alias_list(const Record& r);
+  Record alias_remove(const Record& r);
+  Record resolve(const Record& r);
+  Record quota_set(const Record& r);
+  Record quota_get(const Record& r);
+  Record auth_verify(const Record& r);
+  Record auth_scram(const Record& r);
+
+  // --- mail ---
+  Record mailbox_list(const Record& r);
+  Record mailbox_create(const Record& r);
+  Record mailbox_delete(const Record& r);
+  Record mailbox_rename(const Record& r);
+  Record mailbox_subscribe(const Record& r);
+  Record message_append(const Record& r);
+  Record deliver(const Record& r);
+  Record message_list(const Record& r);
+  Record message_fetch(const Record& r);
+  Record message_flags(const Record& r);
+  Record message_expunge(const Record& r);
+  Record message_copy(const Record& r);
+
+  // --- maintenance ---
+  // Walks everything; "problem" fields name each failure.
+  Record verify(const Record& r);
+  // Rewraps every key under a new master key (see vault.hpp).
+  void rotate(const Key& new_master);
+
+  using Handler = Record (Store::*)(const Record&);
+  // The method table of the "store" service.
+  static Handler find(std::string_view method);
+
+ private:
+  struct Account {
+    uint64_t id = 0;
+    std::string address;
+    Record record;
+  };
+  struct Mailbox {
+    uint64_t id = 0;
+    std::string key;  // LMDB key: account|mailbox
+    Record record;
+  };
+
+  std::optional<Account> find_account(const Txn& txn, std::string_view address) const;
+  Account require_account(const Txn& txn, std::string_view address) const;
+  Account account_by_id(const Txn& txn, uint64_t id) const;
+  uint64_t account_id(const Record& r) const;
+  std::optional<Mailbox> find_mailbox(const Txn& txn, uint64_t account, std::string_view name);
+  Mailbox require_mailbox(const Txn& txn, uint64_t account, std::string_view name);
+  void put_mailbox(Txn& txn, uint64_t account, const Mailbox& m);
+  Mailbox create_mailbox(Txn& txn, uint64_t account, std::string_view name, std::string_view special_use);
+  std::pair<uint64_t, uint64_t> usage(const Txn& txn, uint64_t account);
+  void set_usage(Txn& txn, uint64_t account, uint64_t bytes, uint64_t messages);
+  void unref_blob(Txn& txn, uint64_t account, std::string_view blob);
+  Record append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::string_view data, std::string_view flags,
+                   uint64_t internaldate);
+  void remove_account_mail(Txn& txn, uint64_t account);
+  void notify(uint64_t account, const Mailbox& m);
+
+  std::unique_ptr<Db> db_;
+  std::unique_ptr<Vault> vault_;
+  Argon2Params argon2_;
+  Publish publish_;
+  std::string dummy_hash_;  // verified against for unknown users: equal timing
+};
+
+// Normalised forms; nullopt when invalid.
+std::optional<std::string> normalise_domain(std::string_view domain);
+std::optional<std::string> normalise_address(std::string_view address);
+
+}  // namespace postern::store
