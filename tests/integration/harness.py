@@ -224,3 +224,78 @@ def copy_plugin(src_name, dest_dir, dest_name):
 
 def main():
     unittest.main(verbosity=2)
+
+
+# --- the SDK's record encoding, for talking to services through the probe plugin
+
+def _varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_record(fields):
+    """fields: list of (key, value) with str/bytes/int values."""
+    out = bytearray()
+    for key, value in fields:
+        if isinstance(value, int):
+            value = str(value)
+        if isinstance(value, str):
+            value = value.encode()
+        key = key.encode()
+        out += _varint(len(key)) + key + _varint(len(value)) + value
+    return bytes(out)
+
+
+def decode_record(data):
+    fields, i = [], 0
+
+    def varint():
+        nonlocal i
+        n, shift = 0, 0
+        while True:
+            b = data[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n
+
+    while i < len(data):
+        klen = varint()
+        key = data[i:i + klen].decode()
+        i += klen
+        vlen = varint()
+        fields.append((key, data[i:i + vlen]))
+        i += vlen
+    return fields
+
+
+class Probe(LineClient):
+    """A session of the probe test plugin: calls services, watches topics."""
+
+    def __init__(self, port, **kwargs):
+        super().__init__(port, **kwargs)
+        assert self.read_line() == "PROBE ready"
+
+    def call(self, service, method, fields=()):
+        """Returns (True, {key: [values]}) or (False, (status, message))."""
+        line = self.command("CALL %s %s %s" % (service, method, encode_record(fields).hex()))
+        while line.startswith("NOTIFY "):
+            line = self.read_line()
+        if line.startswith("OK "):
+            out = {}
+            for k, v in decode_record(bytes.fromhex(line[3:])):
+                out.setdefault(k, []).append(v)
+            return True, out
+        _, status, message = (line.split(" ", 2) + [""])[:3]
+        return False, (int(status), message)
+
+    def ok(self, service, method, fields=()):
+        ok, out = self.call(service, method, fields)
+        if not ok:
+            raise AssertionError("%s %s failed: %s" % (service, method, out))
+        return out
