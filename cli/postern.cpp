@@ -2,6 +2,8 @@
 // socket named in the same config file the daemon reads.
 #include "config/config.hpp"
 
+#include <fcntl.h>
+#include <openssl/rand.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -35,6 +37,7 @@ void usage() {
                "  alias list\n"
                "  quota set ADDRESS SIZE        SIZE in bytes, or with K, M or G; 0 = no limit\n"
                "  quota show ADDRESS\n"
+               "  keys new FILE                 write a new random master key to FILE (mode 0600; no daemon needed)\n"
                "  keys rotate                   rewrap every key under a new master key\n"
                "  store verify                  check every record, reference and quota counter\n"
                "FILE defaults to %s\n",
@@ -178,6 +181,33 @@ int request(const std::string& socket_path, const std::string& command) {
   return 3;
 }
 
+// `postern keys new FILE`: a fresh 256-bit master key, 64 hex digits, in a
+// file only its owner can read. Refuses to overwrite.
+int new_key_file(const std::string& path) {
+  unsigned char key[32];
+  if (RAND_bytes(key, sizeof key) != 1) {
+    std::fprintf(stderr, "postern: no randomness available\n");
+    return 1;
+  }
+  char text[66];
+  for (int i = 0; i < 32; ++i) std::snprintf(text + 2 * i, 3, "%02x", key[i]);
+  text[64] = '\n';
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    std::fprintf(stderr, "postern: cannot create %s: %s\n", path.c_str(), std::strerror(errno));
+    return 1;
+  }
+  bool ok = ::write(fd, text, 65) == 65 && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) {
+    std::fprintf(stderr, "postern: cannot write %s\n", path.c_str());
+    return 1;
+  }
+  std::printf("wrote a new master key to %s (keep a copy somewhere safe: without it the store cannot be read)\n",
+              path.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -189,6 +219,7 @@ int main(int argc, char** argv) {
     else words.push_back(arg);
   }
   std::string command;
+  if (words.size() == 3 && words[0] == "keys" && words[1] == "new") return new_key_file(words[2]);
   if (words.size() == 1 && (words[0] == "status" || words[0] == "reload")) {
     command = words[0];
   } else if (!words.empty()) {
