@@ -152,6 +152,8 @@ class StoreTest(unittest.TestCase):
         self.assertEqual(status, -3)
         ok, (status, message) = p.call("nothing", "x")
         self.assertEqual((status, message), (-7, "no enabled plugin provides this service"))
+        self.assertEqual(p.command("CALL store resolve 05ff"), "ERR -2 malformed request")  # a bad record
+        self.assertEqual(p.ok("store", "resolve", [("address", "dave@example.org")])["account"], [str(account).encode()])
 
     def test_canary_appears_nowhere_on_disk(self):
         canary = "zq" + secrets.token_hex(8)

@@ -330,3 +330,28 @@ TEST_CASE("addresses and domains are normalised and checked") {
   CHECK_FALSE(normalise_domain("a..b"));
   CHECK_FALSE(normalise_domain(std::string(64, 'a') + ".org"));
 }
+
+TEST_CASE("a full store refuses new mail as temporary and loses nothing") {
+  TempDir dir;
+  Key master = random_key();
+  Store store(dir.path, 2 << 20, master, fast(), nullptr);  // a 2 MiB map
+  store.domain_add(Record().add("domain", "example.org"));
+  uint64_t a = *store.account_add(Record().add("address", "full@example.org").add("password", "correct horse"))
+                    .number("account");
+  std::string body(64 << 10, 'f');
+  uint64_t stored = 0;
+  int status = 0;
+  for (int i = 0; i < 100 && !status; ++i) {
+    try {
+      store.message_append(Record().add("account", a).add("mailbox", "INBOX").add("data", body));
+      ++stored;
+    } catch (const StoreError& e) {
+      status = e.status;
+      CHECK(std::string(e.what()).find("MDB_MAP_FULL") != std::string::npos);
+    }
+  }
+  CHECK(status == PST_ERR_RETRYABLE);
+  CHECK(stored > 0);
+  CHECK(store.message_list(Record().add("account", a).add("mailbox", "INBOX")).all("message").size() == stored);
+  CHECK(store.verify(Record()).all("problem").empty());
+}
