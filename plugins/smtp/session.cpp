@@ -1,0 +1,514 @@
+#include "session.hpp"
+
+#include <postern/base64.hpp>
+
+#include <algorithm>
+#include <ctime>
+#include <utility>
+
+namespace postern::smtp {
+namespace {
+
+std::string rfc5322_date() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+bool is_digits(std::string_view s) {
+  return !s.empty() && s.size() <= 19 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+}  // namespace
+
+Session::Session(SessionConfig config, Io& io, Backend& backend, std::string peer)
+    : config_(std::move(config)), io_(io), backend_(backend), peer_(std::move(peer)) {}
+
+// --- replies ---
+
+void Session::reply(int code, std::string_view enhanced, std::string_view text) {
+  std::string line = std::to_string(code) + " ";
+  if (!enhanced.empty()) line += std::string(enhanced) + " ";
+  line += std::string(text) + "\r\n";
+  io_.write(line);
+}
+
+void Session::reply_lines(int code, const std::vector<std::string>& lines) {
+  std::string out;
+  for (size_t i = 0; i < lines.size(); ++i)
+    out += std::to_string(code) + (i + 1 < lines.size() ? "-" : " ") + lines[i] + "\r\n";
+  io_.write(out);
+}
+
+// A client error: counted, and too many end the session (RFC 5321 §4.3.2).
+void Session::error(int code, std::string_view enhanced, std::string_view text) {
+  reply(code, enhanced, text);
+  if (code >= 500 && ++errors_ >= config_.limits.max_errors) {
+    reply(421, "4.7.0", config_.hostname + " too many errors, closing the connection");
+    io_.log("smtp.too_many_errors", {{"peer", peer_}});
+    phase_ = Phase::closing;
+    closed_ = true;
+    io_.close();
+  }
+}
+
+// --- input ---
+
+void Session::open() {
+  io_.set_timeout(config_.limits.command_timeout);
+  if (!config_.greet_pause) greet_now();
+}
+
+void Session::greet_now() {
+  if (phase_ != Phase::greeting || closed_) return;
+  phase_ = Phase::command;
+  reply(220, "", config_.hostname + " ESMTP Postern");
+  process();
+}
+
+void Session::feed(std::string_view bytes) {
+  if (closed_) return;
+  if (phase_ == Phase::greeting) {
+    // RFC 5321 §4.3.1: the client waits for the greeting. One that talks
+    // first is a bulk sender not following the protocol.
+    reply(554, "5.5.0", config_.hostname + " protocol error: talked before the greeting");
+    io_.log("smtp.early_talker", {{"peer", peer_}});
+    closed_ = true;
+    io_.close();
+    return;
+  }
+  input_.append(bytes.data(), bytes.size());
+  process();
+}
+
+void Session::wait() { waiting_ = true; }
+
+void Session::resume() {
+  waiting_ = false;
+  process();
+}
+
+void Session::process() {
+  if (processing_) return;
+  processing_ = true;
+  // A zero-length BDAT chunk completes without input.
+  while (!waiting_ && !closed_ && (!input_.empty() || (phase_ == Phase::bdat && bdat_left_ == 0))) {
+    if (phase_ == Phase::data) {
+      size_t used = reader_->feed(input_);
+      input_.erase(0, used);
+      if (!reader_->done()) break;
+      io_.set_timeout(config_.limits.command_timeout);
+      phase_ = Phase::command;
+      if (reader_->bare_newline()) {
+        reply(550, "5.6.0", "message rejected: bare CR or LF in the data (only CRLF line endings are accepted)");
+        io_.log("smtp.bare_newline", {{"peer", peer_}});
+        reset_transaction();
+      } else if (reader_->too_big()) {
+        reply(552, "5.3.4", "message size exceeds fixed maximum message size");
+        reset_transaction();
+      } else {
+        finish_message(reader_->take());
+      }
+      reader_.reset();
+      continue;
+    }
+    if (phase_ == Phase::bdat) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(bdat_left_, input_.size()));
+      if (bdat_error_ == BdatError::none) {
+        if (bdat_data_.size() + n > config_.limits.max_message_size) bdat_error_ = BdatError::too_big;
+        else bdat_data_.append(input_, 0, n);  // too big: keep reading, keep nothing
+      }
+      input_.erase(0, n);
+      bdat_left_ -= n;
+      if (bdat_left_ > 0) break;
+      phase_ = Phase::command;
+      io_.set_timeout(config_.limits.command_timeout);
+      switch (bdat_error_) {
+        case BdatError::no_transaction:
+          error(503, "5.5.1", "need MAIL before BDAT: the chunk was discarded");
+          break;
+        case BdatError::no_recipients:
+          error(554, "5.5.1", "no valid recipients: the chunk was discarded");
+          reset_transaction();
+          break;
+        case BdatError::too_big:
+          reply(552, "5.3.4", "message size exceeds fixed maximum message size");
+          if (bdat_last_) reset_transaction();
+          break;
+        case BdatError::none:
+          if (bdat_last_) finish_message(std::exchange(bdat_data_, {}));
+          else reply(250, "2.0.0", "chunk accepted");
+      }
+      continue;
+    }
+    size_t nl = input_.find('\n');
+    if (nl == std::string::npos) {
+      if (input_.size() > config_.limits.max_line) {  // never buffer a line past the limit
+        input_.clear();
+        discarding_line_ = true;
+      }
+      break;
+    }
+    std::string line = input_.substr(0, nl);
+    input_.erase(0, nl + 1);
+    if (discarding_line_ || line.size() + 1 > config_.limits.max_line) {
+      discarding_line_ = false;
+      error(500, "5.5.2", "line too long");
+      continue;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (phase_ == Phase::auth) auth_continue(line);
+    else command(split_command(line));
+  }
+  processing_ = false;
+}
+
+// --- commands ---
+
+void Session::command(const Command& c) {
+  const std::string& v = c.verb;
+  bool idle = v == "NOOP" || v == "RSET" || v == "VRFY" || v == "EXPN" || v == "HELP" || v == "EHLO" || v == "HELO";
+  if (idle && !in_transaction_ && ++idle_commands_ > config_.limits.max_commands_before_mail) {
+    reply(421, "4.7.0", config_.hostname + " too many commands without a transaction, closing");
+    io_.log("smtp.too_many_commands", {{"peer", peer_}});
+    closed_ = true;
+    io_.close();
+    return;
+  }
+  if (v == "EHLO" || v == "HELO") return ehlo(c, v == "EHLO");
+  if (v == "MAIL") return mail(c);
+  if (v == "RCPT") return rcpt(c);
+  if (v == "DATA") return data(c);
+  if (v == "BDAT") return bdat(c);
+  if (v == "RSET") {
+    if (!c.args.empty()) return error(501, "5.5.4", "RSET takes no parameters");
+    reset_transaction();
+    return reply(250, "2.0.0", "OK");
+  }
+  if (v == "NOOP") return reply(250, "2.0.0", "OK");
+  if (v == "QUIT") {
+    reply(221, "2.0.0", config_.hostname + " closing connection");
+    closed_ = true;
+    io_.close();
+    return;
+  }
+  if (v == "HELP") return reply(214, "2.0.0", "see RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT");
+  // Answered without saying whether an account exists (no harvesting).
+  if (v == "VRFY") return reply(252, "2.5.0", "cannot VRFY user, but will accept message and attempt delivery");
+  if (v == "EXPN") return error(502, "5.5.1", "EXPN is not available");
+  if (v == "STARTTLS") return starttls();
+  if (v == "AUTH") return auth(c);
+  error(500, "5.5.2", "command not recognised");
+}
+
+void Session::ehlo(const Command& c, bool extended) {
+  if (!valid_helo(c.args)) return error(501, "5.5.4", "syntax: " + std::string(extended ? "EHLO" : "HELO") + " hostname");
+  reset_transaction();
+  helo_ = c.args;
+  extended_ = extended;
+  if (!extended) return reply(250, "", config_.hostname);
+  std::vector<std::string> lines = {config_.hostname,
+                                    "PIPELINING",
+                                    "SIZE " + std::to_string(config_.limits.max_message_size),
+                                    "8BITMIME",
+                                    "SMTPUTF8",
+                                    "ENHANCEDSTATUSCODES",
+                                    "CHUNKING",
+                                    "DSN"};
+  if (config_.starttls_available && !secure()) lines.push_back("STARTTLS");
+  if (auth_offered()) lines.push_back("AUTH PLAIN LOGIN SCRAM-SHA-256");
+  reply_lines(250, lines);
+}
+
+// Plaintext AUTH is never offered: only submission listeners, only over TLS.
+bool Session::auth_offered() const { return config_.mode != Mode::mx && secure() && auth_account_ == 0; }
+
+void Session::starttls() {
+  if (!config_.starttls_available) return error(502, "5.5.1", "STARTTLS is not available here");
+  if (secure()) return error(503, "5.5.1", "TLS is already active");
+  reply(220, "2.0.0", "ready to start TLS");
+  // Whatever the client pipelined after STARTTLS is plaintext it must not
+  // get to inject: dropped here, and the host drops what it had buffered.
+  input_.clear();
+  wait();
+  io_.start_tls();
+}
+
+void Session::tls_ready(const std::string& version, const std::string& cipher) {
+  tls_version_ = version;
+  tls_cipher_ = cipher;
+  // RFC 3207 §4.2: forget everything learnt before TLS.
+  helo_.clear();
+  extended_ = false;
+  reset_transaction();
+  input_.clear();
+  phase_ = Phase::command;
+  resume();
+}
+
+void Session::mail(const Command& c) {
+  if (helo_.empty()) return error(503, "5.5.1", "send EHLO first");
+  if (in_transaction_) return error(503, "5.5.1", "nested MAIL command");
+  if (config_.mode != Mode::mx && auth_account_ == 0) return error(530, "5.7.0", "authentication required");
+  PathResult p = parse_path_command(c.args, true);
+  if (p.error == PathError::bad_parameter) return error(555, "5.5.4", "unsupported parameter " + p.detail);
+  if (p.error == PathError::source_route) return error(550, "5.7.1", "source routes are not accepted");
+  if (p.error == PathError::utf8_without_smtputf8)
+    return error(553, "5.6.7", "non-ASCII address without the SMTPUTF8 parameter");
+  if (p.error != PathError::none) return error(501, "5.1.7", "bad sender address syntax");
+  if (p.params.body == "BINARYMIME") return error(555, "5.5.4", "BINARYMIME is not supported");
+  if (p.params.size && *p.params.size > config_.limits.max_message_size)
+    return error(552, "5.3.4", "message size exceeds fixed maximum message size");
+  if (config_.mode != Mode::mx && p.address.null())
+    return error(553, "5.7.1", "a null sender is not accepted from an authenticated client");
+
+  auto start = [this, p] {
+    in_transaction_ = true;
+    idle_commands_ = 0;
+    envelope_ = Envelope{};
+    envelope_.from = p.address;
+    envelope_.params = p.params;
+    reply(250, "2.1.0", "sender OK");
+  };
+  if (config_.mode == Mode::mx) return start();
+  // Submission: the envelope sender must be the account or one of its aliases.
+  wait();
+  backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), start](Lookup l) {
+    if (alive.expired()) return;
+    if (l.kind == Lookup::temporary) reply(451, "4.3.0", "temporary failure checking the sender; try again");
+    else if (l.kind == Lookup::local && l.account == auth_account_) start();
+    else {
+      error(553, "5.7.1", "sender address not owned by " + auth_address_);
+      io_.log("smtp.sender_refused", {{"peer", peer_}, {"user", auth_address_}});
+    }
+    resume();
+  });
+}
+
+void Session::rcpt(const Command& c) {
+  if (!in_transaction_) return error(503, "5.5.1", "need MAIL before RCPT");
+  if (envelope_.rcpts.size() >= config_.limits.max_recipients) return reply(452, "4.5.3", "too many recipients");
+  PathResult p = parse_path_command(c.args, false);
+  if (p.error == PathError::bad_parameter) return error(555, "5.5.4", "unsupported parameter " + p.detail);
+  if (p.error == PathError::source_route) return error(550, "5.7.1", "source routes are not accepted");
+  if (p.error == PathError::utf8_without_smtputf8 && !envelope_.params.smtputf8)
+    return error(553, "5.6.7", "non-ASCII address without SMTPUTF8 in MAIL");
+  if (p.error != PathError::none && p.error != PathError::utf8_without_smtputf8)
+    return error(501, "5.1.3", "bad recipient address syntax");
+  wait();
+  backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), p](Lookup l) {
+    if (alive.expired()) return;
+    switch (l.kind) {
+      case Lookup::local:
+        envelope_.rcpts.push_back(Recipient{p.address, l.account, p.params.notify, p.params.orcpt});
+        reply(250, "2.1.5", "recipient OK");
+        break;
+      case Lookup::unknown_user:
+        error(550, "5.1.1", "no such user here");
+        break;
+      case Lookup::not_local:
+        if (config_.mode == Mode::mx) {
+          error(554, "5.7.1", "relay access denied");
+          io_.log("smtp.relay_denied", {{"peer", peer_}, {"rcpt_domain", p.address.domain}});
+        } else {
+          // The outbound spool and transport arrive with their issues.
+          reply(451, "4.3.2", "outbound delivery is not available yet");
+        }
+        break;
+      case Lookup::temporary:
+        reply(451, "4.3.0", "temporary failure checking the recipient; try again");
+        break;
+    }
+    resume();
+  });
+}
+
+void Session::data(const Command& c) {
+  if (!c.args.empty()) return error(501, "5.5.4", "DATA takes no parameters");
+  if (!in_transaction_) return error(503, "5.5.1", "need MAIL before DATA");
+  if (envelope_.rcpts.empty()) return error(554, "5.5.1", "no valid recipients");
+  if (!bdat_data_.empty()) return error(503, "5.5.1", "DATA after BDAT in one transaction");
+  reply(354, "", "end data with <CR><LF>.<CR><LF>");
+  reader_ = std::make_unique<DataReader>(config_.limits.max_message_size);
+  phase_ = Phase::data;
+  io_.set_timeout(config_.limits.data_timeout);
+}
+
+void Session::bdat(const Command& c) {
+  Command parts = split_command(c.args);  // "<size> [LAST]"
+  bool last = parts.args == "LAST" || parts.args == "last";
+  if (!is_digits(parts.verb) || (!parts.args.empty() && !last)) return error(501, "5.5.4", "syntax: BDAT size [LAST]");
+  bdat_left_ = std::stoull(parts.verb);
+  bdat_last_ = last;
+  // A chunk is always read, even one that will be refused: its bytes are
+  // message data, never commands. A refused chunk is counted, not kept.
+  bdat_error_ = !in_transaction_         ? BdatError::no_transaction
+                : envelope_.rcpts.empty() ? BdatError::no_recipients
+                : bdat_error_ == BdatError::too_big ? BdatError::too_big
+                                                    : BdatError::none;
+  phase_ = Phase::bdat;
+  io_.set_timeout(config_.limits.data_timeout);
+}
+
+// --- AUTH (RFC 4954) ---
+
+void Session::auth(const Command& c) {
+  if (config_.mode == Mode::mx) return error(502, "5.5.1", "AUTH is not available here");
+  if (!secure()) return error(538, "5.7.11", "encryption required for authentication: STARTTLS first");
+  if (helo_.empty()) return error(503, "5.5.1", "send EHLO first");
+  if (auth_account_) return error(503, "5.5.1", "already authenticated");
+  if (in_transaction_) return error(503, "5.5.1", "AUTH not allowed during a mail transaction");
+  Command m = split_command(c.args);
+  auth_mechanism_ = m.verb;
+  std::string initial = m.args;
+  if (auth_mechanism_ != "PLAIN" && auth_mechanism_ != "LOGIN" && auth_mechanism_ != "SCRAM-SHA-256")
+    return error(504, "5.5.4", "unrecognised authentication mechanism");
+  auth_step_ = 0;
+  phase_ = Phase::auth;
+  if (initial.empty()) {
+    if (auth_mechanism_ == "LOGIN") reply(334, "", sdk::base64_encode("Username:"));
+    else io_.write("334 \r\n");
+    return;
+  }
+  auth_continue(initial == "=" ? "" : initial);
+}
+
+void Session::auth_continue(std::string_view line) {
+  auto abort = [this](int code, std::string_view enhanced, std::string_view text) {
+    phase_ = Phase::command;
+    scram_.reset();
+    error(code, enhanced, text);
+  };
+  if (line == "*") return abort(501, "5.7.0", "authentication aborted");
+  auto decoded = sdk::base64_decode(line);
+  if (!decoded) return abort(501, "5.5.2", "cannot decode the response");
+
+  auto finish = [this, alive = std::weak_ptr<bool>(alive_)](AuthResult r, const std::string& user) {
+    if (alive.expired()) return;
+    phase_ = Phase::command;
+    scram_.reset();
+    if (r.kind == AuthResult::ok) {
+      auth_account_ = r.account;
+      auth_address_ = r.address;
+      reply(235, "2.7.0", "authentication successful");
+      io_.log("smtp.auth_ok", {{"peer", peer_}, {"user", r.address}, {"mechanism", auth_mechanism_}});
+    } else if (r.kind == AuthResult::denied) {
+      error(535, "5.7.8", "authentication credentials invalid");
+      io_.log("auth.failed", {{"peer", peer_}, {"user", user}, {"protocol", "smtp"}, {"mechanism", auth_mechanism_}});
+    } else {
+      reply(454, "4.7.0", "temporary authentication failure");
+    }
+    resume();
+  };
+
+  if (auth_mechanism_ == "PLAIN") {
+    auto creds = sdk::sasl::parse_plain(*decoded);
+    if (!creds || (!creds->authzid.empty() && creds->authzid != creds->user))
+      return abort(501, "5.5.2", "malformed PLAIN response");
+    wait();
+    std::string user = creds->user;
+    backend_.authenticate(user, creds->password, [finish, user](AuthResult r) { finish(r, user); });
+    return;
+  }
+  if (auth_mechanism_ == "LOGIN") {
+    if (auth_step_++ == 0) {
+      login_user_ = *decoded;
+      reply(334, "", sdk::base64_encode("Password:"));
+      return;
+    }
+    wait();
+    std::string user = login_user_;
+    backend_.authenticate(user, *decoded, [finish, user](AuthResult r) { finish(r, user); });
+    return;
+  }
+  // SCRAM-SHA-256: client-first, (lookup), server-first; client-final,
+  // server-final as a last challenge; the empty answer, then 235.
+  if (auth_step_ == 0) {
+    scram_ = std::make_unique<sdk::sasl::ScramServer>();
+    auto user = scram_->client_first(*decoded);
+    if (!user) return abort(501, "5.5.2", "malformed SCRAM message");
+    auth_step_ = 1;
+    wait();
+    std::string name = *user;
+    backend_.scram(name, [this, alive = std::weak_ptr<bool>(alive_), finish, name](
+                             std::optional<sdk::scram::Verifier> v, AuthResult r) {
+      if (alive.expired()) return;
+      if (!v) return finish(r.kind == AuthResult::temporary ? r : AuthResult{AuthResult::denied}, name);
+      scram_account_ = r;
+      scram_user_ = name;
+      reply(334, "", sdk::base64_encode(scram_->server_first(*v)));
+      resume();
+    });
+    return;
+  }
+  if (auth_step_ == 1) {
+    auto final_message = scram_->client_final(*decoded);
+    if (!final_message) return finish(AuthResult{AuthResult::denied}, scram_user_);
+    auth_step_ = 2;
+    return reply(334, "", sdk::base64_encode(*final_message));
+  }
+  if (!decoded->empty()) return abort(501, "5.5.2", "unexpected SCRAM message");
+  finish(scram_account_, scram_user_);
+}
+
+// --- end of a message ---
+
+std::string Session::protocol_name() const {
+  // RFC 3848 and RFC 6531 names for the Received header's "with".
+  std::string base = envelope_.params.smtputf8 ? "UTF8SMTP" : extended_ ? "ESMTP" : "SMTP";
+  if (secure()) base += "S";
+  if (auth_account_) base += "A";
+  return base;
+}
+
+void Session::finish_message(std::string message) {
+  envelope_.helo = helo_;
+  envelope_.peer = peer_;
+  envelope_.protocol = protocol_name();
+  envelope_.tls_version = tls_version_;
+  envelope_.tls_cipher = tls_cipher_;
+  envelope_.auth_account = auth_account_;
+  envelope_.auth_address = auth_address_;
+  // The trace header (RFC 5321 §4.4), with the TLS details RFC 8314 §4.3
+  // asks for.
+  std::string received = "Received: from " + helo_ + " ([" + peer_ + "])\r\n\tby " + config_.hostname + " with " +
+                         envelope_.protocol;
+  if (secure()) received += " (" + tls_version_ + " with cipher " + tls_cipher_ + ")";
+  if (envelope_.rcpts.size() == 1) received += "\r\n\tfor <" + envelope_.rcpts[0].address.str() + ">";
+  received += ";\r\n\t" + rfc5322_date() + "\r\n";
+  wait();
+  backend_.deliver(envelope_, received + message, [this, alive = std::weak_ptr<bool>(alive_)](DeliverResult r) {
+    if (alive.expired()) return;
+    if (r.kind == DeliverResult::ok) reply(250, "2.0.0", r.text.empty() ? "message accepted" : r.text);
+    else if (r.kind == DeliverResult::temporary) reply(451, "4.3.0", r.text.empty() ? "temporary failure" : r.text);
+    else reply(554, "5.0.0", r.text.empty() ? "message refused" : r.text);
+    reset_transaction();
+    resume();
+  });
+}
+
+void Session::reset_transaction() {
+  in_transaction_ = false;
+  envelope_ = Envelope{};
+  bdat_data_.clear();
+  bdat_error_ = BdatError::none;
+}
+
+void Session::timeout() {
+  if (closed_) return;
+  reply(421, "4.4.2", config_.hostname + " timeout exceeded, closing the connection");
+  closed_ = true;
+  io_.close();
+}
+
+void Session::shutdown() {
+  if (closed_) return;
+  reply(421, "4.3.2", config_.hostname + " shutting down, try again later");
+  closed_ = true;
+  io_.close();
+}
+
+}  // namespace postern::smtp
