@@ -436,7 +436,7 @@ void Session::auth_continue(std::string_view line) {
     backend_.scram(name, [this, alive = std::weak_ptr<bool>(alive_), finish, name](
                              std::optional<sdk::scram::Verifier> v, AuthResult r) {
       if (alive.expired()) return;
-      if (!v) return finish(r.kind == AuthResult::temporary ? r : AuthResult{AuthResult::denied}, name);
+      if (!v) return finish(r.kind == AuthResult::temporary ? r : AuthResult{AuthResult::denied, 0, {}}, name);
       scram_account_ = r;
       scram_user_ = name;
       reply(334, "", sdk::base64_encode(scram_->server_first(*v)));
@@ -446,7 +446,7 @@ void Session::auth_continue(std::string_view line) {
   }
   if (auth_step_ == 1) {
     auto final_message = scram_->client_final(*decoded);
-    if (!final_message) return finish(AuthResult{AuthResult::denied}, scram_user_);
+    if (!final_message) return finish(AuthResult{AuthResult::denied, 0, {}}, scram_user_);
     auth_step_ = 2;
     return reply(334, "", sdk::base64_encode(*final_message));
   }
@@ -482,7 +482,8 @@ void Session::finish_message(std::string message) {
   wait();
   backend_.deliver(envelope_, received + message, [this, alive = std::weak_ptr<bool>(alive_)](DeliverResult r) {
     if (alive.expired()) return;
-    if (r.kind == DeliverResult::ok) reply(250, "2.0.0", r.text.empty() ? "message accepted" : r.text);
+    if (r.code) reply(r.code, r.enhanced, r.text);
+    else if (r.kind == DeliverResult::ok) reply(250, "2.0.0", r.text.empty() ? "message accepted" : r.text);
     else if (r.kind == DeliverResult::temporary) reply(451, "4.3.0", r.text.empty() ? "temporary failure" : r.text);
     else reply(554, "5.0.0", r.text.empty() ? "message refused" : r.text);
     reset_transaction();

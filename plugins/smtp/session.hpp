@@ -73,6 +73,8 @@ struct AuthResult {
 struct DeliverResult {
   enum Kind { ok, temporary, permanent } kind = temporary;
   std::string text;  // for the reply ("queued as ..." or the reason)
+  int code = 0;      // a specific reply (552 for a full mailbox), else by kind
+  std::string enhanced;
 };
 
 class Io {

@@ -299,8 +299,9 @@ Record Store::resolve(const Record& r) {
       return Record().add("account", a.id).add("address", a.address).add("via", source);
     }
   }
-  bool local = txn.get(Table::domains, vault_->index("domain", domain)).has_value();
-  throw StoreError(PST_ERR_NOT_FOUND, local ? "no such user here" : "not a local domain");
+  if (!txn.get(Table::domains, vault_->index("domain", domain)))
+    return Record().add("remote", 1).add("address", *address);  // not ours: the caller decides (relay or not)
+  throw StoreError(PST_ERR_NOT_FOUND, "no such user here");
 }
 
 // --- quotas ---

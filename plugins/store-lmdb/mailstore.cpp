@@ -341,6 +341,39 @@ Record Store::deliver(const Record& r) {
   return out.add("account", account);
 }
 
+Record Store::deliver_accounts(const Record& r) {
+  auto data = r.get("data");
+  if (!data) throw StoreError(PST_ERR_INVALID, "missing data");
+  std::vector<uint64_t> accounts;
+  for (auto a : r.all("account")) {
+    uint64_t id = 0;
+    std::from_chars(a.data(), a.data() + a.size(), id);
+    if (!id) throw StoreError(PST_ERR_INVALID, "bad account");
+    if (std::find(accounts.begin(), accounts.end(), id) == accounts.end()) accounts.push_back(id);
+  }
+  if (accounts.empty()) throw StoreError(PST_ERR_INVALID, "no account");
+  // Ascending ids: several writers would lock mailboxes in one order
+  // (SCALE-OUT rule 1); LMDB's single writer makes it free here.
+  std::sort(accounts.begin(), accounts.end());
+  Txn txn(*db_, true);
+  Record out;
+  std::vector<std::pair<uint64_t, Mailbox>> changed;
+  for (uint64_t account : accounts) {
+    Mailbox m = require_mailbox(txn, account, r.get_or("mailbox", "INBOX"));
+    try {
+      Record done = append_to(txn, account, m, *data, r.get_or("flags", ""), 0);
+      out.add("delivered", done.add("account", account));
+      changed.emplace_back(account, m);
+    } catch (const StoreError& e) {
+      if (e.status != PST_ERR_QUOTA) throw;
+      out.add("refused", Record().add("account", account).add("status", e.status).add("reason", e.what()));
+    }
+  }
+  txn.commit();
+  for (auto& [account, m] : changed) notify(account, m);
+  return out;
+}
+
 Record Store::message_list(const Record& r) {
   uint64_t account = account_id(r);
   uint64_t since = num(r, "changed_since");

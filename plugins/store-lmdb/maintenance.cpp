@@ -147,6 +147,7 @@ Store::Handler Store::find(std::string_view method) {
       {"mailbox.create", &Store::mailbox_create}, {"mailbox.delete", &Store::mailbox_delete},
       {"mailbox.rename", &Store::mailbox_rename}, {"mailbox.subscribe", &Store::mailbox_subscribe},
       {"message.append", &Store::message_append}, {"deliver", &Store::deliver},
+      {"deliver.accounts", &Store::deliver_accounts},
       {"message.list", &Store::message_list},     {"message.fetch", &Store::message_fetch},
       {"message.flags", &Store::message_flags},   {"message.expunge", &Store::message_expunge},
       {"message.copy", &Store::message_copy},     {"store.verify", &Store::verify},

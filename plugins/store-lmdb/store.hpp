@@ -51,6 +51,9 @@ class Store {
   Record mailbox_subscribe(const Record& r);
   Record message_append(const Record& r);
   Record deliver(const Record& r);
+  // One message to several accounts' mailboxes in one transaction: all
+  // stored or none (a full mailbox is skipped and reported, not fatal).
+  Record deliver_accounts(const Record& r);
   Record message_list(const Record& r);
   Record message_fetch(const Record& r);
   Record message_flags(const Record& r);

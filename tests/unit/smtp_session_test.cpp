@@ -44,7 +44,7 @@ struct FakeBackend : Backend {
     done(AuthResult{AuthResult::denied, 0, ""});
   }
   void scram(const std::string& user, std::function<void(std::optional<postern::sdk::scram::Verifier>, AuthResult)> done) override {
-    if (user != "alice@example.org") return done(std::nullopt, AuthResult{AuthResult::denied});
+    if (user != "alice@example.org") return done(std::nullopt, AuthResult{AuthResult::denied, 0, {}});
     done(postern::sdk::scram::make_verifier("pencil", "salty", 4096), AuthResult{AuthResult::ok, 1, user});
   }
   void deliver(const Envelope& e, std::string message, std::function<void(DeliverResult)> done) override {

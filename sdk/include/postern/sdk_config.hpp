@@ -5,6 +5,7 @@
 #include <postern/abi.h>
 #include <postern/sdk_host.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
@@ -90,6 +91,23 @@ class Config {
     }
     return *v;
   }
+  // "250ms", "30s", "5m", "2h", or whole seconds, as the core's own keys.
+  std::chrono::milliseconds duration(std::string_view key, std::chrono::milliseconds fallback) const {
+    Config c = (*this)[key];
+    if (!c.present()) return fallback;
+    if (auto n = c.as_integer(); n && *n >= 0) return std::chrono::seconds(*n);
+    if (auto s = c.as_string()) {
+      uint64_t n = 0;
+      size_t i = 0;
+      for (; i < s->size() && (*s)[i] >= '0' && (*s)[i] <= '9' && i < 12; ++i) n = n * 10 + uint64_t((*s)[i] - '0');
+      std::string_view unit = s->substr(i);
+      uint64_t factor = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60'000 : unit == "h" ? 3'600'000 : 0;
+      if (i > 0 && factor) return std::chrono::milliseconds(n * factor);
+    }
+    c.error("expected a duration such as \"250ms\", \"30s\", \"5m\" or \"1h\"");
+    return fallback;
+  }
+
   bool boolean(std::string_view key, bool fallback) const {
     Config c = (*this)[key];
     if (!c.present()) return fallback;

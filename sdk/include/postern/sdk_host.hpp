@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -35,6 +36,9 @@ class Host {
 
   // One structured line: "event=<event> k=v ...". Never pass secrets.
   void log(pst_log_level level, std::string_view event, std::initializer_list<Field> fields = {}) const {
+    log(level, event, std::span<const Field>(fields.begin(), fields.size()));
+  }
+  void log(pst_log_level level, std::string_view event, std::span<const Field> fields) const {
     if (!api_) return;
     pst_log_field buf[16];
     size_t n = 0;

@@ -10,7 +10,9 @@
 // PST_ERR_RETRYABLE for temporary trouble (451 / NO [UNAVAILABLE]).
 //
 // Method contract (request fields -> reply fields), "store" service:
-//   resolve          address -> account, address[, via]
+//   resolve          address -> account address [via] | remote=1 address
+//                    (remote: the domain is not served here);
+//                    PST_ERR_NOT_FOUND: a local domain without that user
 //   mailbox.list     account -> mailbox*  (each: id name special_use
 //                    uidvalidity uidnext modseq messages subscribed)
 //   mailbox.create   account name [special_use] -> the mailbox
@@ -20,6 +22,9 @@
 //   message.append   account mailbox data [flags] [internaldate]
 //                    -> uid modseq uidvalidity mailbox
 //   deliver          address data [mailbox] -> account uid modseq ...
+//   deliver.accounts account* data [mailbox] -> delivered* (account uid
+//                    modseq ...), refused* (account status reason): one
+//                    transaction, all or nothing but for full mailboxes
 //   message.list     account mailbox [changed_since] -> mailbox fields,
 //                    message* (each: uid blob flags modseq internaldate size)
 //   message.fetch    account mailbox uid -> the message fields + data
@@ -51,8 +56,9 @@
 namespace postern::sdk {
 
 struct AccountRef {
-  uint64_t id = 0;
+  uint64_t id = 0;  // 0: resolve found the domain is not served here
   std::string address;
+  bool remote() const { return id == 0; }
 };
 
 struct MailboxInfo {

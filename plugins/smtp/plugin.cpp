@@ -1,0 +1,192 @@
+// smtp: serves protocols "smtp" (MX), "submission" (STARTTLS, then AUTH)
+// and "submissions" (implicit TLS). The state machine is session.cpp; this
+// file connects it to the host (bytes, TLS, timers) and to the store (the
+// SDK's StoreClient) for lookups, logins and delivery.
+//
+// Until the core's spool lands, a message is delivered into the store
+// before 250 is sent: in one transaction for all its local recipients, so
+// 250 still means "on disk", and a 451 means nobody got it.
+#include "session.hpp"
+
+#include <postern/sdk.hpp>
+#include <postern/store.hpp>
+
+#include <unistd.h>
+
+#include <array>
+
+namespace postern::smtp {
+namespace {
+
+using namespace postern::sdk;
+
+struct Settings {
+  std::string hostname;
+  Limits limits;
+  std::chrono::milliseconds greet_pause{1000};
+};
+
+class Connection final : public ProtocolSession, public Io, public Backend {
+ public:
+  Connection(sdk::Connection conn, Host host, const Settings& settings, const ConnInfo& info)
+      : ProtocolSession(conn), host_(host), store_(host, conn.handle()), peer_(info.peer_addr),
+        session_(config(settings, info), *this, *this, info.peer_addr), pause_(mode(info) == Mode::mx
+                                                                                   ? settings.greet_pause
+                                                                                   : std::chrono::milliseconds(0)) {}
+
+  void on_open(const ConnInfo& info) override {
+    if (info.tls_active) session_.tls_ready(info.tls_version, info.tls_cipher);
+    session_.open();
+    if (pause_.count() > 0) {
+      host_.start_timer(conn().handle(), pause_, [this](bool fired) {
+        if (fired) session_.greet_now();
+      });
+    }
+  }
+  bool on_data(std::string_view bytes) override {
+    session_.feed(bytes);
+    return true;
+  }
+  void on_tls_ready(const ConnInfo& info) override {
+    ProtocolSession::on_tls_ready(info);
+    session_.tls_ready(info.tls_version, info.tls_cipher);
+  }
+  void on_timeout() override { session_.timeout(); }
+  void on_shutdown() override { session_.shutdown(); }
+
+  // --- Io ---
+  void write(std::string_view bytes) override { conn().write(bytes); }
+  void start_tls() override {
+    if (!conn().start_tls()) conn().close();
+  }
+  void close() override { conn().close(); }
+  void set_timeout(std::chrono::milliseconds t) override { conn().set_timeout(t); }
+  void log(std::string_view event,
+           std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
+    Field f[8];
+    size_t n = 0;
+    f[n++] = {"listener", info().listener};
+    for (auto& [k, v] : fields)
+      if (n < 8) f[n++] = {k, v};
+    host_.log(event.starts_with("auth.failed") || event.ends_with("denied") ? PST_LOG_WARNING : PST_LOG_INFO, event,
+              std::span<const Field>(f, n));
+  }
+
+  // --- Backend (completions run on this connection's thread; a closed
+  // connection's are dropped by StoreClient) ---
+  void lookup(const std::string& address, std::function<void(Lookup)> done) override {
+    store_.resolve(address, [done](Result<AccountRef> r) {
+      if (r) return done(r->remote() ? Lookup{Lookup::not_local} : Lookup{Lookup::local, r->id, r->address, ""});
+      done(Lookup{r.error().status == PST_ERR_NOT_FOUND ? Lookup::unknown_user : Lookup::temporary, 0, "",
+                  r.error().message});
+    });
+  }
+  void authenticate(const std::string& user, const std::string& password,
+                    std::function<void(AuthResult)> done) override {
+    store_.verify_password(user, password, peer_, "smtp", [done](Result<AccountRef> r) {
+      if (r) return done(AuthResult{AuthResult::ok, r->id, r->address});
+      done(AuthResult{r.error().status == PST_ERR_DENIED ? AuthResult::denied : AuthResult::temporary, 0, {}});
+    });
+  }
+  void scram(const std::string& user,
+             std::function<void(std::optional<sdk::scram::Verifier>, AuthResult)> done) override {
+    store_.scram_credentials(user, [done](Result<ScramCredentials> r) {
+      if (!r) {
+        return done(std::nullopt, AuthResult{r.error().status == PST_ERR_DENIED ? AuthResult::denied
+                                                                                : AuthResult::temporary,
+                                             0, {}});
+      }
+      done(sdk::scram::Verifier{r->salt, r->iterations, r->stored_key, r->server_key},
+           AuthResult{AuthResult::ok, r->account.id, r->account.address});
+    });
+  }
+  void deliver(const Envelope& envelope, std::string message, std::function<void(DeliverResult)> done) override {
+    Record request;
+    for (const Recipient& r : envelope.rcpts) request.add("account", r.account);
+    size_t size = message.size();
+    request.add("data", std::move(message));
+    std::string from = envelope.from.str(), rcpts = std::to_string(envelope.rcpts.size()), protocol = envelope.protocol;
+    store_.raw("store", "deliver.accounts", request,
+               [this, done, from, rcpts, protocol, size](Result<Record> r) {
+                 if (!r) {
+                   bool temporary = r.error().retryable() || r.error().status == PST_ERR;
+                   host_.warning("smtp.deliver_failed", {{"peer", peer_}, {"reason", r.error().message}});
+                   return done(DeliverResult{temporary ? DeliverResult::temporary : DeliverResult::permanent,
+                                             "the message could not be stored; try again later"});
+                 }
+                 size_t delivered = r->all("delivered").size(), refused = r->all("refused").size();
+                 host_.info("smtp.delivered", {{"peer", peer_}, {"from", from}, {"rcpts", rcpts},
+                                               {"size", std::to_string(size)}, {"with", protocol},
+                                               {"stored", std::to_string(delivered)},
+                                               {"refused", std::to_string(refused)}});
+                 if (delivered == 0)
+                   return done(DeliverResult{DeliverResult::permanent, "mailbox full", 552, "5.2.2"});
+                 done(DeliverResult{DeliverResult::ok, "message accepted"});
+               });
+  }
+
+ private:
+  static Mode mode(const ConnInfo& info) {
+    return info.protocol == "submissions" ? Mode::submissions
+           : info.protocol == "submission" ? Mode::submission
+                                           : Mode::mx;
+  }
+  static SessionConfig config(const Settings& s, const ConnInfo& info) {
+    SessionConfig c;
+    c.mode = mode(info);
+    c.hostname = s.hostname;
+    c.limits = s.limits;
+    c.starttls_available = info.tls_mode == PST_TLS_STARTTLS;
+    c.greet_pause = c.mode == Mode::mx && s.greet_pause.count() > 0;
+    return c;
+  }
+
+  Host host_;
+  StoreClient store_;
+  std::string peer_;
+  Session session_;
+  std::chrono::milliseconds pause_;
+};
+
+class Plugin : public sdk::Plugin {
+ public:
+  static constexpr std::array<std::string_view, 3> protocols{"smtp", "submission", "submissions"};
+
+  bool configure(Config cfg) override {
+    cfg.allow_keys({"hostname", "max_message_size", "max_recipients", "max_errors", "max_commands_before_mail",
+                    "max_line", "command_timeout", "data_timeout", "greet_pause"});
+    char host[256] = "localhost";
+    ::gethostname(host, sizeof host - 1);
+    s_.hostname = cfg.string("hostname", host);
+    Limits& l = s_.limits;
+    l.max_message_size = static_cast<uint64_t>(cfg.integer("max_message_size", l.max_message_size, 1024, 1ll << 32));
+    l.max_recipients = static_cast<uint32_t>(cfg.integer("max_recipients", l.max_recipients, 1, 100000));
+    l.max_errors = static_cast<uint32_t>(cfg.integer("max_errors", l.max_errors, 1, 1000));
+    l.max_commands_before_mail =
+        static_cast<uint32_t>(cfg.integer("max_commands_before_mail", l.max_commands_before_mail, 1, 10000));
+    l.max_line = static_cast<uint32_t>(cfg.integer("max_line", l.max_line, 512, 65536));
+    l.command_timeout = cfg.duration("command_timeout", l.command_timeout);
+    l.data_timeout = cfg.duration("data_timeout", l.data_timeout);
+    s_.greet_pause = cfg.duration("greet_pause", s_.greet_pause);
+    if (!valid_helo(s_.hostname)) cfg["hostname"].error("must be a host name");
+    return cfg.error_count() == 0;
+  }
+
+  std::unique_ptr<ProtocolSession> open_session(std::string_view, sdk::Connection conn,
+                                                const ConnInfo& info) override {
+    return std::make_unique<Connection>(conn, host(), s_, info);
+  }
+
+  std::string refusal(std::string_view, pst_refuse_reason reason) override {
+    return reason == PST_REFUSE_SHUTTING_DOWN ? "421 4.3.2 " + s_.hostname + " shutting down\r\n"
+                                              : "421 4.7.0 " + s_.hostname + " too many connections, try later\r\n";
+  }
+
+ private:
+  Settings s_;
+};
+
+}  // namespace
+}  // namespace postern::smtp
+
+POSTERN_PLUGIN(postern::smtp::Plugin, "smtp", "1.0.0")
