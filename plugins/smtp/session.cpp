@@ -245,7 +245,7 @@ void Session::tls_ready(const std::string& version, const std::string& cipher) {
   extended_ = false;
   reset_transaction();
   input_.clear();
-  phase_ = Phase::command;
+  if (phase_ != Phase::greeting) phase_ = Phase::command;  // implicit TLS: before the greeting
   resume();
 }
 

@@ -55,7 +55,8 @@ class Pki:
         cert = os.path.join(self.dir, name + ".pem")
         ext = os.path.join(self.dir, name + ".ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=" + ",".join("DNS:" + d for d in dns_names) + "\n")
+            f.write("subjectAltName=" + ",".join(("IP:" if d[0].isdigit() or ":" in d else "DNS:") + d
+                                                 for d in dns_names) + "\n")
         self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
                   "-out", csr, "-subj", "/CN=" + dns_names[0])
         self._run("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key, "-CAcreateserial",

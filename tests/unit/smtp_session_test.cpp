@@ -298,3 +298,15 @@ TEST_CASE("SMTPUTF8 addresses need the parameter") {
   CHECK(h.send("MAIL FROM:<jörg@r.example>\r\n") == "553 5.6.7 non-ASCII address without the SMTPUTF8 parameter\r\n");
   CHECK(h.send("MAIL FROM:<jörg@r.example> SMTPUTF8\r\n") == "250 2.1.0 sender OK\r\n");
 }
+
+TEST_CASE("implicit TLS: the session knows it is secure before the greeting") {
+  FakeIo io;
+  FakeBackend backend;
+  Session s(SessionConfig{Mode::submissions, "mx.example.org", {}, false, false}, io, backend, "192.0.2.9");
+  s.tls_ready("TLSv1.3", "TLS_AES_256_GCM_SHA384");
+  s.open();
+  CHECK(io.out == "220 mx.example.org ESMTP Postern\r\n");
+  io.out.clear();
+  s.feed("EHLO c.example\r\n");
+  CHECK(io.out.find("250 AUTH PLAIN LOGIN SCRAM-SHA-256") != std::string::npos);
+}
