@@ -60,17 +60,17 @@ class Check(unittest.TestCase):
         self.assertIn("ok", r.stdout)
 
     def test_a_misspelt_core_key_is_named_with_its_line(self):
-        path, text = self.write_variant('protocol = "hello"', 'protocl = "hello"')
+        path, text = self.write_variant('protocol = "smtp"', 'protocl = "smtp"')
         r = check(path)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("%s:%d:1: listeners.hello.protocl: unknown key" % (path, line_of(text, 'protocl = "hello"')),
+        self.assertIn("%s:%d:1: listeners.mx.protocl: unknown key" % (path, line_of(text, 'protocl = "smtp"')),
                       r.stderr)
 
     def test_a_misspelt_plugin_key_is_named_with_its_line(self):
-        path, text = self.write_variant('[plugins.hello]\n', '[plugins.hello]\ngreting = "hi"\n')
+        path, text = self.write_variant('[plugins.smtp]\n', '[plugins.smtp]\ngreting = "hi"\n')
         r = check(path)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("%s:%d:11: plugins.hello.greting: unknown key" % (path, line_of(text, 'greting = "hi"')),
+        self.assertIn("%s:%d:11: plugins.smtp.greting: unknown key" % (path, line_of(text, 'greting = "hi"')),
                       r.stderr)
 
     def test_a_missing_file_and_a_syntax_error(self):
@@ -87,7 +87,7 @@ class Check(unittest.TestCase):
             busy.bind(("127.0.0.1", 0))
             busy.listen()
             port = busy.getsockname()[1]
-            path, _ = self.write_variant("port = 7070", "port = %d" % port)
+            path, _ = self.write_variant("port = 25", "port = %d" % port)
             r = check(path)
             self.assertEqual(r.returncode, 0, r.stderr)
 
