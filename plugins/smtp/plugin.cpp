@@ -76,7 +76,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   // connection's are dropped by StoreClient) ---
   void lookup(const std::string& address, std::function<void(Lookup)> done) override {
     store_.resolve(address, [done](Result<AccountRef> r) {
-      if (r) return done(r->remote() ? Lookup{Lookup::not_local} : Lookup{Lookup::local, r->id, r->address, ""});
+      if (r) return done(r->remote() ? Lookup{Lookup::not_local} : Lookup{Lookup::local, r->id, r->address, "", r->full});
       done(Lookup{r.error().status == PST_ERR_NOT_FOUND ? Lookup::unknown_user : Lookup::temporary, 0, "",
                   r.error().message});
     });

@@ -303,6 +303,10 @@ void Session::rcpt(const Command& c) {
     if (alive.expired()) return;
     switch (l.kind) {
       case Lookup::local:
+        if (l.full) {  // temporary: the sender retries once there is room
+          reply(452, "4.2.2", "mailbox full");
+          break;
+        }
         envelope_.rcpts.push_back(Recipient{p.address, l.account, p.params.notify, p.params.orcpt});
         reply(250, "2.1.5", "recipient OK");
         break;

@@ -62,6 +62,7 @@ struct Lookup {
   uint64_t account = 0;
   std::string address;  // canonical, for local
   std::string detail;
+  bool full = false;    // local, but at or over quota
 };
 
 struct AuthResult {

@@ -224,15 +224,11 @@ Record Store::account_passwd(const Record& r) {
   auto scram = scram_verifier(password);
   Txn txn(*db_, true);
   Account a = require_account(txn, need(r, "address"));
-  Record updated;
-  for (auto& [k, v] : a.record.fields()) {
-    if (k == "argon2id") updated.add(k, argon);
-    else if (k == "scram_salt") updated.add(k, hex(scram.salt));
-    else if (k == "scram_iterations") updated.add(k, scram.iterations);
-    else if (k == "scram_stored_key") updated.add(k, hex(scram.stored_key));
-    else if (k == "scram_server_key") updated.add(k, hex(scram.server_key));
-    else updated.add(k, v);
-  }
+  Record updated = with(a.record, {{"argon2id", argon},
+                                   {"scram_salt", hex(scram.salt)},
+                                   {"scram_iterations", std::to_string(scram.iterations)},
+                                   {"scram_stored_key", hex(scram.stored_key)},
+                                   {"scram_server_key", hex(scram.server_key)}});
   txn.put(Table::accounts, be64(a.id), vault_->seal(Table::accounts, be64(a.id), updated, vault_->directory_key()));
   txn.commit();
   return Record().add("address", a.address);
@@ -289,14 +285,20 @@ Record Store::resolve(const Record& r) {
   auto address = normalise_address(need(r, "address"));
   if (!address) throw StoreError(PST_ERR_INVALID, "not a valid address");
   Txn txn(*db_, false);
-  if (auto a = find_account(txn, *address)) return Record().add("account", a->id).add("address", a->address);
+  // "full": at or over quota, so that SMTP can say 452 at RCPT already.
+  auto answer = [&](const Account& a) {
+    uint64_t quota = a.record.number("quota").value_or(0);
+    Record out = Record().add("account", a.id).add("address", a.address);
+    if (quota && usage(txn, a.id).first >= quota) out.add("full", 1);
+    return out;
+  };
+  if (auto a = find_account(txn, *address)) return answer(*a);
   std::string domain = address->substr(address->find('@') + 1);
   for (const std::string& source : {*address, "@" + domain}) {
     std::string key = vault_->index("alias", source);
     if (auto sealed = txn.get(Table::aliases, key)) {
       Record alias = vault_->open(Table::aliases, key, *sealed, vault_->directory_key());
-      Account a = require_account(txn, alias.get_or("target", ""));
-      return Record().add("account", a.id).add("address", a.address).add("via", source);
+      return answer(require_account(txn, alias.get_or("target", ""))).add("via", source);
     }
   }
   if (!txn.get(Table::domains, vault_->index("domain", domain)))
@@ -311,8 +313,7 @@ Record Store::quota_set(const Record& r) {
   if (!bytes) throw StoreError(PST_ERR_INVALID, "missing bytes");
   Txn txn(*db_, true);
   Account a = require_account(txn, need(r, "address"));
-  Record updated;
-  for (auto& [k, v] : a.record.fields()) updated.add(k, k == "quota" ? std::to_string(*bytes) : v);
+  Record updated = with(a.record, {{"quota", std::to_string(*bytes)}});
   txn.put(Table::accounts, be64(a.id), vault_->seal(Table::accounts, be64(a.id), updated, vault_->directory_key()));
   txn.commit();
   return Record().add("address", a.address).add("limit", *bytes);

@@ -78,24 +78,6 @@ std::vector<uint64_t> parse_uids(std::string_view text) {
 
 uint64_t num(const Record& r, std::string_view key) { return r.number(key).value_or(0); }
 
-Record with(const Record& r, std::initializer_list<std::pair<std::string_view, std::string>> changes) {
-  Record out;
-  std::set<std::string_view> done;
-  for (auto& [k, v] : r.fields()) {
-    bool replaced = false;
-    for (auto& [ck, cv] : changes)
-      if (ck == k) {
-        out.add(k, cv);
-        replaced = true;
-        done.insert(ck);
-      }
-    if (!replaced) out.add(k, v);
-  }
-  for (auto& [ck, cv] : changes)
-    if (!done.count(ck)) out.add(ck, cv);
-  return out;
-}
-
 std::string message_key(uint64_t account, uint64_t mailbox, uint64_t uid) {
   return be64(account) + be64(mailbox) + be64(uid);
 }
@@ -161,6 +143,17 @@ void Store::notify(uint64_t account, const Mailbox& m) {
   if (publish_)
     publish_("mailbox:" + std::to_string(account) + ":" + std::to_string(m.id),
              Record().add("modseq", m.record.get_or("modseq", "0")).add("uidnext", m.record.get_or("uidnext", "1")));
+}
+
+void Store::drop_entries(Txn& txn, uint64_t account, const std::vector<std::pair<std::string, Record>>& entries) {
+  auto [bytes, messages] = usage(txn, account);
+  for (auto& [k, e] : entries) {
+    unref_blob(txn, account, be64(num(e, "blob")));
+    txn.del(Table::messages, k);
+    bytes -= std::min(bytes, num(e, "size"));
+    messages -= std::min<uint64_t>(messages, 1);
+  }
+  set_usage(txn, account, bytes, messages);
 }
 
 void Store::unref_blob(Txn& txn, uint64_t account, std::string_view blob) {
@@ -273,14 +266,7 @@ Record Store::mailbox_delete(const Record& r) {
     entries.emplace_back(std::string(k), vault_->open(Table::messages, k, v, key));
     return true;
   });
-  auto [bytes, messages] = usage(txn, account);
-  for (auto& [k, e] : entries) {
-    unref_blob(txn, account, be64(num(e, "blob")));
-    txn.del(Table::messages, k);
-    bytes -= std::min(bytes, num(e, "size"));
-    messages -= std::min<uint64_t>(messages, 1);
-  }
-  set_usage(txn, account, bytes, messages);
+  drop_entries(txn, account, entries);
   txn.del(Table::mailboxes, m.key);
   txn.del(Table::mailbox_names, vault_->index("mailbox", std::to_string(account) + "/" + name));
   txn.commit();
@@ -463,20 +449,13 @@ Record Store::message_expunge(const Record& r) {
       doomed.emplace_back(std::string(k), e);
     return true;
   });
-  auto [bytes, messages] = usage(txn, account);
+  drop_entries(txn, account, doomed);
   Record out;
-  for (auto& [k, e] : doomed) {
-    unref_blob(txn, account, be64(num(e, "blob")));
-    txn.del(Table::messages, k);
-    bytes -= std::min(bytes, num(e, "size"));
-    messages -= std::min<uint64_t>(messages, 1);
-    out.add("uid", e.get_or("uid", ""));
-  }
+  for (auto& [k, e] : doomed) out.add("uid", e.get_or("uid", ""));
   uint64_t modseq = num(m.record, "modseq") + (doomed.empty() ? 0 : 1);
   m.record = with(m.record, {{"modseq", std::to_string(modseq)},
                              {"messages", std::to_string(num(m.record, "messages") - doomed.size())}});
   put_mailbox(txn, account, m);
-  set_usage(txn, account, bytes, messages);
   txn.commit();
   if (!doomed.empty()) notify(account, m);
   return out.add("highest_modseq", modseq);

@@ -3,6 +3,7 @@
 
 #include <postern/abi.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -10,6 +11,19 @@ namespace postern::store {
 namespace {
 uint64_t num(const Record& r, std::string_view key) { return r.number(key).value_or(0); }
 }  // namespace
+
+Record with(const Record& r, std::initializer_list<std::pair<std::string_view, std::string>> changes) {
+  Record out;
+  std::set<std::string_view> done;
+  for (auto& [k, v] : r.fields()) {
+    auto change = std::find_if(changes.begin(), changes.end(), [&](auto& c) { return c.first == k; });
+    out.add(k, change == changes.end() ? v : change->second);
+    if (change != changes.end()) done.insert(change->first);
+  }
+  for (auto& [k, v] : changes)
+    if (!done.count(k)) out.add(k, v);
+  return out;
+}
 
 Record Store::verify(const Record&) {
   Txn txn(*db_, false);

@@ -93,6 +93,9 @@ class Store {
   std::pair<uint64_t, uint64_t> usage(const Txn& txn, uint64_t account);
   void set_usage(Txn& txn, uint64_t account, uint64_t bytes, uint64_t messages);
   void unref_blob(Txn& txn, uint64_t account, std::string_view blob);
+  // Removes message entries (bodies too, once unreferenced) and updates
+  // the account's quota counter.
+  void drop_entries(Txn& txn, uint64_t account, const std::vector<std::pair<std::string, Record>>& entries);
   Record append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::string_view data, std::string_view flags,
                    uint64_t internaldate);
   void remove_account_mail(Txn& txn, uint64_t account);
@@ -104,6 +107,9 @@ class Store {
   Publish publish_;
   std::string dummy_hash_;  // verified against for unknown users: equal timing
 };
+
+// r with some fields replaced (or appended when absent), order kept.
+Record with(const Record& r, std::initializer_list<std::pair<std::string_view, std::string>> changes);
 
 // Normalised forms; nullopt when invalid.
 std::optional<std::string> normalise_domain(std::string_view domain);

@@ -204,6 +204,17 @@ class Smtp(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(without_trace(self.last_message())[0], message("from curl"))
 
+    def test_a_full_mailbox_is_refused_at_rcpt(self):
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            s.ehlo("client.example")
+            s.sendmail("s@remote.example", ["alice@example.test"], message("fills it", body="x" * 300 + "\r\n"))
+        self.admin("quota", "set", "alice@example.test", "300")  # now over it
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            s.ehlo("client.example")
+            s.mail("s@remote.example")
+            self.assertEqual(s.rcpt("alice@example.test"), (452, b"4.2.2 mailbox full"))
+            self.assertEqual(s.rcpt("bob@example.test")[0], 250)  # others still get mail
+
     def test_bdat_chunks(self):
         c = LineClient(self.port["mx"])
         c.read_line()

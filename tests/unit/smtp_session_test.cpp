@@ -31,11 +31,11 @@ struct FakeIo : Io {
 
 struct FakeBackend : Backend {
   std::map<std::string, uint64_t> accounts{{"alice@example.org", 1}, {"postmaster@example.org", 1},
-                                            {"bob@example.org", 2}};
+                                            {"bob@example.org", 2}, {"full@example.org", 3}};
   std::vector<std::pair<Envelope, std::string>> delivered;
   void lookup(const std::string& address, std::function<void(Lookup)> done) override {
     auto it = accounts.find(address);
-    if (it != accounts.end()) return done(Lookup{Lookup::local, it->second, address, ""});
+    if (it != accounts.end()) return done(Lookup{Lookup::local, it->second, address, "", it->second == 3});
     bool ours = address.ends_with("@example.org");
     done(Lookup{ours ? Lookup::unknown_user : Lookup::not_local, 0, "", ""});
   }
@@ -148,11 +148,12 @@ TEST_CASE("mx: local recipients accepted, unknown refused, relaying denied") {
   std::string replies = h.send(
       "EHLO client.example\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\n"
       "RCPT TO:<nobody@example.org>\r\nRCPT TO:<victim@elsewhere.example>\r\nRCPT TO:<@relay.example:x@y.example>\r\n"
-      "RCPT TO:<x%elsewhere.example@example.org>\r\nRCPT TO:<alice@example.org> FOO=1\r\n");
+      "RCPT TO:<x%elsewhere.example@example.org>\r\nRCPT TO:<alice@example.org> FOO=1\r\n"
+      "RCPT TO:<full@example.org>\r\n");
   CHECK(replies.substr(replies.find("250 2.1.0")) ==
         "250 2.1.0 sender OK\r\n250 2.1.5 recipient OK\r\n550 5.1.1 no such user here\r\n"
         "554 5.7.1 relay access denied\r\n550 5.7.1 source routes are not accepted\r\n"
-        "550 5.1.1 no such user here\r\n555 5.5.4 unsupported parameter FOO\r\n");
+        "550 5.1.1 no such user here\r\n555 5.5.4 unsupported parameter FOO\r\n452 4.2.2 mailbox full\r\n");
 }
 
 TEST_CASE("a message: dot-unstuffed, trace header added, body byte-exact") {

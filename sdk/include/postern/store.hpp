@@ -10,7 +10,7 @@
 // PST_ERR_RETRYABLE for temporary trouble (451 / NO [UNAVAILABLE]).
 //
 // Method contract (request fields -> reply fields), "store" service:
-//   resolve          address -> account address [via] | remote=1 address
+//   resolve          address -> account address [via] [full=1] | remote=1 address
 //                    (remote: the domain is not served here);
 //                    PST_ERR_NOT_FOUND: a local domain without that user
 //   mailbox.list     account -> mailbox*  (each: id name special_use
@@ -43,6 +43,7 @@
 // uids are comma-separated decimal; flags space-separated.
 #pragma once
 
+#include <postern/hex.hpp>
 #include <postern/record.hpp>
 #include <postern/result.hpp>
 #include <postern/sdk_host.hpp>
@@ -58,6 +59,7 @@ namespace postern::sdk {
 struct AccountRef {
   uint64_t id = 0;  // 0: resolve found the domain is not served here
   std::string address;
+  bool full = false;  // at or over its storage quota
   bool remote() const { return id == 0; }
 };
 
@@ -173,7 +175,9 @@ class StoreClient {
   }
 
   static uint64_t n(const Record& r, std::string_view k) { return r.number(k).value_or(0); }
-  static AccountRef account_ref(const Record& r) { return {n(r, "account"), std::string(r.get_or("address", ""))}; }
+  static AccountRef account_ref(const Record& r) {
+    return {n(r, "account"), std::string(r.get_or("address", "")), r.get_or("full", "0") == "1"};
+  }
   static MailboxInfo mailbox_info(const Record& r) {
     return {n(r, "id"),          std::string(r.get_or("name", "")), std::string(r.get_or("special_use", "")),
             n(r, "uidvalidity"), n(r, "uidnext"),                   n(r, "modseq"),
@@ -183,12 +187,7 @@ class StoreClient {
     return {n(r, "uid"), n(r, "modseq"), n(r, "internaldate"), n(r, "size"), std::string(r.get_or("flags", "")),
             std::string(r.get_or("data", ""))};
   }
-  static std::string unhex(std::string_view h) {
-    std::string out;
-    auto d = [](char c) { return c >= 'a' ? c - 'a' + 10 : c >= 'A' ? c - 'A' + 10 : c - '0'; };
-    for (size_t i = 0; i + 1 < h.size(); i += 2) out += static_cast<char>(d(h[i]) << 4 | d(h[i + 1]));
-    return out;
-  }
+  static std::string unhex(std::string_view h) { return from_hex(h).value_or(std::string()); }
 
   Host host_;
   pst_conn* conn_;

@@ -6,6 +6,7 @@
 //        (one call at a time: later lines wait, in order)
 //   WATCH <topic>  -> "WATCHING", then "NOTIFY <topic> <hex>" per notification
 //   QUIT           -> "BYE"
+#include <postern/hex.hpp>
 #include <postern/sdk.hpp>
 
 #include <array>
@@ -15,31 +16,6 @@
 
 namespace probe {
 using namespace postern::sdk;
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
-std::optional<std::string> from_hex(std::string_view text) {
-  if (text.size() % 2) return std::nullopt;
-  std::string out;
-  for (size_t i = 0; i < text.size(); i += 2) {
-    int v = 0;
-    for (char c : text.substr(i, 2)) {
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (d < 0) return std::nullopt;
-      v = v * 16 + d;
-    }
-    out += static_cast<char>(v);
-  }
-  return out;
-}
 
 class Session : public LineSession {
  public:
