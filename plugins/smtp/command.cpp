@@ -109,7 +109,9 @@ PathResult parse_path_command(std::string_view args, bool mail) {
     r.error = PathError::source_route;
     return r;
   }
-  if (!path.empty() || !mail) {
+  if (!mail && upper(path) == "POSTMASTER") {
+    r.address.local = "postmaster";
+  } else if (!path.empty() || !mail) {
     size_t at = path.rfind('@');
     if (at == std::string_view::npos || at == 0) {
       r.error = PathError::syntax;

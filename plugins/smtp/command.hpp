@@ -21,6 +21,8 @@ Command split_command(std::string_view line);
 struct Address {
   std::string local, domain;  // domain lower-cased; empty for the null path
   bool null() const { return local.empty() && domain.empty(); }
+  // RCPT TO:<Postmaster> without a domain, which every server must accept.
+  bool bare_postmaster() const { return domain.empty() && local == "postmaster"; }
   std::string str() const { return null() ? "" : local + "@" + domain; }
 };
 

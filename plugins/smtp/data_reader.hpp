@@ -32,7 +32,11 @@ class DataReader {
   enum class State { line_start, dot, dot_cr, line, cr, done };
 
   void put(char c) {
-    if (++seen_ <= max_) data_ += c;
+    if (++seen_ <= max_) {
+      data_ += c;
+    } else if (!data_.empty()) {
+      std::string().swap(data_);  // refused anyway: give the memory back now
+    }
   }
 
   void step(unsigned char c) {

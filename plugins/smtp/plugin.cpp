@@ -22,6 +22,7 @@ using namespace postern::sdk;
 
 struct Settings {
   std::string hostname;
+  std::string postmaster;
   Limits limits;
   std::chrono::milliseconds greet_pause{1000};
 };
@@ -61,6 +62,8 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   }
   void close() override { conn().close(); }
   void set_timeout(std::chrono::milliseconds t) override { conn().set_timeout(t); }
+  void pause() override { conn().pause(); }
+  void resume() override { conn().resume(); }
   void log(std::string_view event,
            std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
     Field f[8];
@@ -108,19 +111,18 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     std::string from = envelope.from.str(), rcpts = std::to_string(envelope.rcpts.size()), protocol = envelope.protocol;
     store_.raw("store", "deliver.accounts", request,
                [this, done, from, rcpts, protocol, size](Result<Record> r) {
+                 if (!r && r.error().status == PST_ERR_QUOTA)  // nobody got it; the sender retries
+                   return done(DeliverResult{DeliverResult::temporary, r.error().message, 452, "4.2.2"});
                  if (!r) {
                    bool temporary = r.error().retryable() || r.error().status == PST_ERR;
                    host_.warning("smtp.deliver_failed", {{"peer", peer_}, {"reason", r.error().message}});
                    return done(DeliverResult{temporary ? DeliverResult::temporary : DeliverResult::permanent,
                                              "the message could not be stored; try again later"});
                  }
-                 size_t delivered = r->all("delivered").size(), refused = r->all("refused").size();
+                 size_t delivered = r->all("delivered").size();
                  host_.info("smtp.delivered", {{"peer", peer_}, {"from", from}, {"rcpts", rcpts},
                                                {"size", std::to_string(size)}, {"with", protocol},
-                                               {"stored", std::to_string(delivered)},
-                                               {"refused", std::to_string(refused)}});
-                 if (delivered == 0)
-                   return done(DeliverResult{DeliverResult::permanent, "mailbox full", 552, "5.2.2"});
+                                               {"stored", std::to_string(delivered)}});
                  done(DeliverResult{DeliverResult::ok, "message accepted"});
                });
   }
@@ -138,6 +140,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     c.limits = s.limits;
     c.starttls_available = info.tls_mode == PST_TLS_STARTTLS;
     c.greet_pause = c.mode == Mode::mx && s.greet_pause.count() > 0;
+    c.postmaster = s.postmaster;
     return c;
   }
 
@@ -153,11 +156,12 @@ class Plugin : public sdk::Plugin {
   static constexpr std::array<std::string_view, 3> protocols{"smtp", "submission", "submissions"};
 
   bool configure(Config cfg) override {
-    cfg.allow_keys({"hostname", "max_message_size", "max_recipients", "max_errors", "max_commands_before_mail",
+    cfg.allow_keys({"hostname", "postmaster", "max_message_size", "max_recipients", "max_errors", "max_commands_before_mail",
                     "max_line", "command_timeout", "data_timeout", "greet_pause"});
     char host[256] = "localhost";
     ::gethostname(host, sizeof host - 1);
     s_.hostname = cfg.string("hostname", host);
+    s_.postmaster = cfg.string("postmaster", "postmaster@" + s_.hostname);
     Limits& l = s_.limits;
     l.max_message_size = static_cast<uint64_t>(cfg.integer("max_message_size", l.max_message_size, 1024, 1ll << 32));
     l.max_recipients = static_cast<uint32_t>(cfg.integer("max_recipients", l.max_recipients, 1, 100000));

@@ -84,11 +84,26 @@ void Session::feed(std::string_view bytes) {
   process();
 }
 
-void Session::wait() { waiting_ = true; }
+// While the backend works, the host stops reading: pipelined input waits
+// in the socket (TCP backpressure), not in this session's memory.
+void Session::wait() {
+  waiting_ = true;
+  io_.pause();
+}
 
 void Session::resume() {
   waiting_ = false;
+  io_.resume();
   process();
+}
+
+// RFC 4954 §4: AUTH lines may be up to 12288 octets; other commands use
+// the configured limit (RFC 5321: 512 at least).
+size_t Session::line_limit(std::string_view next) const {
+  constexpr size_t kAuthLine = 12288;
+  bool auth_line = phase_ == Phase::auth || (next.size() >= 5 && (next[0] == 'A' || next[0] == 'a') &&
+                                             split_command(next.substr(0, 5)).verb == "AUTH");
+  return auth_line ? std::max<size_t>(kAuthLine, config_.limits.max_line) : config_.limits.max_line;
 }
 
 void Session::process() {
@@ -127,6 +142,10 @@ void Session::process() {
       phase_ = Phase::command;
       io_.set_timeout(config_.limits.command_timeout);
       switch (bdat_error_) {
+        case BdatError::syntax:
+          error(501, "5.5.4", "syntax: BDAT size [LAST]; the chunk was discarded");
+          bdat_error_ = BdatError::none;
+          break;
         case BdatError::no_transaction:
           error(503, "5.5.1", "need MAIL before BDAT: the chunk was discarded");
           break;
@@ -144,24 +163,32 @@ void Session::process() {
       }
       continue;
     }
-    size_t nl = input_.find('\n');
-    if (nl == std::string::npos) {
-      if (input_.size() > config_.limits.max_line) {  // never buffer a line past the limit
-        input_.clear();
-        discarding_line_ = true;
+    // Command lines: consumed by offset, erased once per pass.
+    size_t pos = 0;
+    while (!waiting_ && !closed_ && (phase_ == Phase::command || phase_ == Phase::auth)) {
+      size_t nl = input_.find('\n', pos);
+      size_t limit = line_limit(std::string_view(input_).substr(pos));
+      if (nl == std::string::npos) {
+        if (input_.size() - pos > limit) {  // never buffer a line past the limit
+          pos = input_.size();
+          discarding_line_ = true;
+        }
+        break;
       }
-      break;
+      std::string line = input_.substr(pos, nl - pos);
+      pos = nl + 1;
+      if (discarding_line_ || line.size() + 1 > limit) {
+        discarding_line_ = false;
+        error(500, "5.5.2", "line too long");
+        continue;
+      }
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (phase_ == Phase::auth) auth_continue(line);
+      else command(split_command(line));
     }
-    std::string line = input_.substr(0, nl);
-    input_.erase(0, nl + 1);
-    if (discarding_line_ || line.size() + 1 > config_.limits.max_line) {
-      discarding_line_ = false;
-      error(500, "5.5.2", "line too long");
-      continue;
-    }
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (phase_ == Phase::auth) auth_continue(line);
-    else command(split_command(line));
+    // STARTTLS cleared the buffer meanwhile: nothing left to erase.
+    input_.erase(0, std::min(pos, input_.size()));
+    if (phase_ != Phase::data && phase_ != Phase::bdat) break;
   }
   processing_ = false;
 }
@@ -298,6 +325,11 @@ void Session::rcpt(const Command& c) {
     return error(553, "5.6.7", "non-ASCII address without SMTPUTF8 in MAIL");
   if (p.error != PathError::none && p.error != PathError::utf8_without_smtputf8)
     return error(501, "5.1.3", "bad recipient address syntax");
+  if (p.address.bare_postmaster()) {
+    auto at = config_.postmaster.rfind('@');
+    p.address.local = config_.postmaster.substr(0, at);
+    p.address.domain = at == std::string::npos ? "" : config_.postmaster.substr(at + 1);
+  }
   wait();
   backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), p](Lookup l) {
     if (alive.expired()) return;
@@ -334,7 +366,7 @@ void Session::data(const Command& c) {
   if (!c.args.empty()) return error(501, "5.5.4", "DATA takes no parameters");
   if (!in_transaction_) return error(503, "5.5.1", "need MAIL before DATA");
   if (envelope_.rcpts.empty()) return error(554, "5.5.1", "no valid recipients");
-  if (!bdat_data_.empty()) return error(503, "5.5.1", "DATA after BDAT in one transaction");
+  if (bdat_used_) return error(503, "5.5.1", "DATA after BDAT in one transaction");
   reply(354, "", "end data with <CR><LF>.<CR><LF>");
   reader_ = std::make_unique<DataReader>(config_.limits.max_message_size);
   phase_ = Phase::data;
@@ -342,17 +374,29 @@ void Session::data(const Command& c) {
 }
 
 void Session::bdat(const Command& c) {
-  Command parts = split_command(c.args);  // "<size> [LAST]"
-  bool last = parts.args == "LAST" || parts.args == "last";
-  if (!is_digits(parts.verb) || (!parts.args.empty() && !last)) return error(501, "5.5.4", "syntax: BDAT size [LAST]");
+  // "BDAT <size> [LAST]"; RFC 3030's literals are case-insensitive.
+  Command parts = split_command(c.args);
+  std::string rest = parts.args;
+  while (!rest.empty() && rest.back() == ' ') rest.pop_back();
+  for (char& ch : rest) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (!is_digits(parts.verb)) {
+    // Without a size the chunk's end is unknown: whatever follows could be
+    // message text, so none of it may be read as commands.
+    reply(554, "5.5.4", "syntax: BDAT size [LAST]; closing the connection");
+    closed_ = true;
+    io_.close();
+    return;
+  }
   bdat_left_ = std::stoull(parts.verb);
-  bdat_last_ = last;
+  bdat_last_ = rest == "LAST";
   // A chunk is always read, even one that will be refused: its bytes are
   // message data, never commands. A refused chunk is counted, not kept.
-  bdat_error_ = !in_transaction_         ? BdatError::no_transaction
-                : envelope_.rcpts.empty() ? BdatError::no_recipients
+  bdat_error_ = !rest.empty() && rest != "LAST"  ? BdatError::syntax
+                : !in_transaction_                ? BdatError::no_transaction
+                : envelope_.rcpts.empty()         ? BdatError::no_recipients
                 : bdat_error_ == BdatError::too_big ? BdatError::too_big
                                                     : BdatError::none;
+  if (bdat_error_ == BdatError::none) bdat_used_ = true;
   phase_ = Phase::bdat;
   io_.set_timeout(config_.limits.data_timeout);
 }
@@ -500,6 +544,7 @@ void Session::reset_transaction() {
   envelope_ = Envelope{};
   bdat_data_.clear();
   bdat_error_ = BdatError::none;
+  bdat_used_ = false;
 }
 
 void Session::timeout() {

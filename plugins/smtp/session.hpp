@@ -38,6 +38,7 @@ struct SessionConfig {
   Limits limits;
   bool starttls_available = false;  // the listener has tls = "starttls"
   bool greet_pause = false;         // the plugin delays the greeting (early-talker check)
+  std::string postmaster;           // where RCPT TO:<Postmaster> goes
 };
 
 struct Recipient {
@@ -85,6 +86,9 @@ class Io {
   virtual void start_tls() = 0;
   virtual void close() = 0;
   virtual void set_timeout(std::chrono::milliseconds) = 0;
+  // Stop / restart reading from the client (while a lookup is pending).
+  virtual void pause() = 0;
+  virtual void resume() = 0;
   virtual void log(std::string_view event, std::initializer_list<std::pair<std::string_view, std::string_view>>) = 0;
 };
 
@@ -115,6 +119,7 @@ class Session {
   enum class Phase { greeting, command, data, bdat, auth, closing };
 
   void process();
+  size_t line_limit(std::string_view next) const;
   bool handle_line(std::string_view line);
   void command(const Command& c);
   void ehlo(const Command& c, bool extended);
@@ -158,9 +163,9 @@ class Session {
   bool in_transaction_ = false;
   Envelope envelope_;
   std::unique_ptr<DataReader> reader_;
-  enum class BdatError { none, no_transaction, no_recipients, too_big };
+  enum class BdatError { none, syntax, no_transaction, no_recipients, too_big };
   uint64_t bdat_left_ = 0;
-  bool bdat_last_ = false;
+  bool bdat_last_ = false, bdat_used_ = false;
   BdatError bdat_error_ = BdatError::none;
   std::string bdat_data_;
 

@@ -165,6 +165,16 @@ Record Store::account_add(const Record& r) {
     throw StoreError(PST_ERR_EXISTS, *address + " is an alias: remove the alias first");
 
   uint64_t id = vault_->next_id(txn, "account");
+  // If this transaction does not commit, the key made below never existed:
+  // it must not stay in the vault's cache for the next account with this id.
+  struct ForgetUnlessCommitted {
+    Vault& vault;
+    uint64_t id;
+    bool committed = false;
+    ~ForgetUnlessCommitted() {
+      if (!committed) vault.forget_account(id);
+    }
+  } guard{*vault_, id};
   Record account;
   account.add("id", id).add("address", *address).add("domain", domain).add("argon2id", argon);
   account.add("scram_salt", hex(scram.salt)).add("scram_iterations", scram.iterations);
@@ -177,6 +187,7 @@ Record Store::account_add(const Record& r) {
   set_usage(txn, id, 0, 0);
   for (auto& [name, special] : kDefaultMailboxes) create_mailbox(txn, id, name, special);
   txn.commit();
+  guard.committed = true;
   return Record().add("address", *address).add("account", id);
 }
 
@@ -348,7 +359,19 @@ Record Store::auth_verify(const Record& r) {
 Record Store::auth_scram(const Record& r) {
   Txn txn(*db_, false);
   auto a = find_account(txn, r.get_or("user", ""));
-  if (!a) throw StoreError(PST_ERR_DENIED, "authentication failed");
+  if (!a) {
+    // An unknown user gets a verifier no password matches, with a salt that
+    // stays the same for that name: the exchange fails only at the proof,
+    // as for a wrong password, and reveals nothing about who exists.
+    std::string salt = vault_->index("scram-salt", r.get_or("user", ""));
+    return Record()
+        .add("account", 0)
+        .add("address", "")
+        .add("salt", hex(salt))
+        .add("iterations", kScramIterations)
+        .add("stored_key", hex(random_bytes(32)))
+        .add("server_key", hex(random_bytes(32)));
+  }
   Record out;
   out.add("account", a->id).add("address", a->address);
   for (std::string_view k : {"scram_salt", "scram_iterations", "scram_stored_key", "scram_server_key"})

@@ -347,13 +347,15 @@ Record Store::deliver_accounts(const Record& r) {
   for (uint64_t account : accounts) {
     Mailbox m = require_mailbox(txn, account, r.get_or("mailbox", "INBOX"));
     try {
-      Record done = append_to(txn, account, m, *data, r.get_or("flags", ""), 0);
-      out.add("delivered", done.add("account", account));
-      changed.emplace_back(account, m);
+      out.add("delivered", append_to(txn, account, m, *data, r.get_or("flags", ""), 0).add("account", account));
     } catch (const StoreError& e) {
-      if (e.status != PST_ERR_QUOTA) throw;
-      out.add("refused", Record().add("account", account).add("status", e.status).add("reason", e.what()));
+      // All or nothing: without a bounce path, delivering to the others
+      // and dropping this one would lose mail silently.
+      if (e.status == PST_ERR_QUOTA)
+        throw StoreError(PST_ERR_QUOTA, "mailbox full: " + account_by_id(txn, account).address);
+      throw;
     }
+    changed.emplace_back(account, m);
   }
   txn.commit();
   for (auto& [account, m] : changed) notify(account, m);

@@ -143,8 +143,15 @@ Record Store::verify(const Record&) {
 void Store::rotate(const Key& new_master) {
   Txn txn(*db_, true);
   vault_->rewrap(txn, new_master);
-  txn.commit();
-  vault_->adopt_master(new_master);
+  // Adopted while this transaction still holds the writer lock: no writer
+  // can wrap a new key under the old master after the rewrap.
+  Key old = vault_->adopt_master(new_master);
+  try {
+    txn.commit();
+  } catch (...) {
+    vault_->adopt_master(old);
+    throw;
+  }
 }
 
 Store::Handler Store::find(std::string_view method) {

@@ -134,7 +134,12 @@ std::string Plugin::rotate_keys() {
     throw StoreError(PST_ERR, pending + " exists: an earlier rotation did not finish; restart posternd to complete it");
   auto next = create_master_key_file(pending, error);
   if (!next) throw StoreError(PST_ERR, error);
-  store_->rotate(*next);
+  try {
+    store_->rotate(*next);
+  } catch (...) {
+    std::filesystem::remove(pending);  // nothing was rewrapped: the old key stays
+    throw;
+  }
   std::error_code ec;
   std::filesystem::rename(pending, key_file_, ec);
   if (ec)

@@ -111,6 +111,14 @@ std::string Vault::wrap(std::string_view name, const Key& key) const {
 
 Key Vault::unwrap(std::string_view name, std::string_view wrapped) const {
   auto raw = store::open(master(), aad(Table::meta, name), wrapped);
+  if (!raw) {
+    std::optional<Key> previous;
+    {
+      std::lock_guard lock(mutex_);
+      previous = previous_master_;
+    }
+    if (previous) raw = store::open(*previous, aad(Table::meta, name), wrapped);
+  }
   auto key = raw ? key_from(*raw) : std::nullopt;
   if (!key)
     throw StoreError(PST_ERR, "the master key does not open this store's " + std::string(name) +
@@ -193,9 +201,12 @@ void Vault::rewrap(Txn& txn, const Key& new_master) {
   for (auto& [k, v] : rewrapped) txn.put(Table::account_keys, k, v);
 }
 
-void Vault::adopt_master(const Key& new_master) {
+Key Vault::adopt_master(const Key& new_master) {
   std::lock_guard lock(mutex_);
+  Key old = master_;
+  previous_master_ = old;
   master_ = new_master;
+  return old;
 }
 
 Key Vault::master() const {

@@ -50,7 +50,9 @@ class Vault {
 
   // Rewraps every key under new_master inside txn (commit is the caller's).
   void rewrap(Txn& txn, const Key& new_master);
-  void adopt_master(const Key& new_master);
+  // Switches to new_master and returns the old one; unwrap still tries the
+  // old one for readers whose snapshot is older than the rotation.
+  Key adopt_master(const Key& new_master);
 
   // Next value of a sequence (account, mailbox, blob ids); in meta, in txn.
   uint64_t next_id(Txn& txn, std::string_view sequence) const;
@@ -61,6 +63,7 @@ class Vault {
   Key unwrap(std::string_view name, std::string_view wrapped) const;
 
   Key master_;
+  std::optional<Key> previous_master_;
   Key index_key_;
   Key dir_key_;
   mutable std::mutex mutex_;

@@ -24,6 +24,9 @@ struct FakeIo : Io {
   void start_tls() override { tls_started = true; }
   void close() override { closed = true; }
   void set_timeout(std::chrono::milliseconds) override {}
+  void pause() override { paused = true; }
+  void resume() override { paused = false; }
+  bool paused = false;
   void log(std::string_view e, std::initializer_list<std::pair<std::string_view, std::string_view>>) override {
     events.emplace_back(e);
   }
@@ -58,7 +61,8 @@ struct Harness {
   FakeBackend backend;
   Session session;
   explicit Harness(Mode mode = Mode::mx, bool starttls = true, Limits limits = {})
-      : session(SessionConfig{mode, "mx.example.org", limits, starttls, false}, io, backend, "192.0.2.1") {
+      : session(SessionConfig{mode, "mx.example.org", limits, starttls, false, "postmaster@example.org"}, io, backend,
+                "192.0.2.1") {
     session.open();
     CHECK(take() == "220 mx.example.org ESMTP Postern\r\n");
   }
@@ -149,11 +153,12 @@ TEST_CASE("mx: local recipients accepted, unknown refused, relaying denied") {
       "EHLO client.example\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\n"
       "RCPT TO:<nobody@example.org>\r\nRCPT TO:<victim@elsewhere.example>\r\nRCPT TO:<@relay.example:x@y.example>\r\n"
       "RCPT TO:<x%elsewhere.example@example.org>\r\nRCPT TO:<alice@example.org> FOO=1\r\n"
-      "RCPT TO:<full@example.org>\r\n");
+      "RCPT TO:<full@example.org>\r\nRCPT TO:<Postmaster>\r\n");
   CHECK(replies.substr(replies.find("250 2.1.0")) ==
         "250 2.1.0 sender OK\r\n250 2.1.5 recipient OK\r\n550 5.1.1 no such user here\r\n"
         "554 5.7.1 relay access denied\r\n550 5.7.1 source routes are not accepted\r\n"
-        "550 5.1.1 no such user here\r\n555 5.5.4 unsupported parameter FOO\r\n452 4.2.2 mailbox full\r\n");
+        "550 5.1.1 no such user here\r\n555 5.5.4 unsupported parameter FOO\r\n452 4.2.2 mailbox full\r\n"
+        "250 2.1.5 recipient OK\r\n");
 }
 
 TEST_CASE("a message: dot-unstuffed, trace header added, body byte-exact") {
@@ -203,7 +208,15 @@ TEST_CASE("BDAT: chunks, LAST, zero-length LAST, and chunks that are not command
   CHECK(h.send("BDAT 0 LAST\r\n") == "250 2.0.0 queued\r\n");
   CHECK(without_received(h.body()) == "QUIT\r\nNOOP");
   CHECK(h.send("BDAT 5 LAST\r\nhello") == "503 5.5.1 need MAIL before BDAT: the chunk was discarded\r\n");
-  CHECK(h.send("BDAT x\r\n") == "501 5.5.4 syntax: BDAT size [LAST]\r\n");
+  h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\n");
+  CHECK(h.send("BDAT 4 Last \r\nabcd") == "250 2.0.0 queued\r\n");  // case-insensitive, trailing space
+  h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\n");
+  // A bad keyword: the chunk is still consumed, never read as commands.
+  CHECK(h.send("BDAT 6 LASTLY\r\nQUIT\r\n") == "501 5.5.4 syntax: BDAT size [LAST]; the chunk was discarded\r\n");
+  CHECK(h.send("BDAT 0\r\n") == "250 2.0.0 chunk accepted\r\n");
+  CHECK(h.send("DATA\r\n") == "503 5.5.1 DATA after BDAT in one transaction\r\n");
+  CHECK(h.send("BDAT x\r\nRSET\r\n") == "554 5.5.4 syntax: BDAT size [LAST]; closing the connection\r\n");
+  CHECK(h.io.closed);
 }
 
 TEST_CASE("limits: size (DATA and BDAT), recipients, line length, errors, idle commands") {
@@ -310,4 +323,31 @@ TEST_CASE("implicit TLS: the session knows it is secure before the greeting") {
   io.out.clear();
   s.feed("EHLO c.example\r\n");
   CHECK(io.out.find("250 AUTH PLAIN LOGIN SCRAM-SHA-256") != std::string::npos);
+}
+
+TEST_CASE("while a lookup is pending, the host is told to stop reading; AUTH lines may be long") {
+  struct SlowBackend : FakeBackend {
+    std::function<void()> pending;
+    void lookup(const std::string& a, std::function<void(Lookup)> done) override {
+      pending = [this, a, done] { FakeBackend::lookup(a, done); };
+    }
+  };
+  FakeIo io;
+  SlowBackend backend;
+  Session s(SessionConfig{Mode::mx, "mx.example.org", {}, false, false, ""}, io, backend, "192.0.2.9");
+  s.open();
+  s.feed("EHLO c.example\r\nMAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\nNOOP\r\n");
+  CHECK(io.paused);
+  CHECK(io.out.find("recipient OK") == std::string::npos);
+  backend.pending();
+  CHECK_FALSE(io.paused);
+  CHECK(io.out.ends_with("250 2.1.5 recipient OK\r\n250 2.0.0 OK\r\n"));
+
+  Harness h(Mode::submission);
+  h.secure();
+  h.send("EHLO c.example\r\n");
+  std::string long_password(900, 'p');
+  std::string line = "AUTH PLAIN " + base64_encode(std::string("\0alice@example.org\0", 19) + long_password) + "\r\n";
+  CHECK(line.size() > 1000);
+  CHECK(h.send(line) == "535 5.7.8 authentication credentials invalid\r\n");  // parsed, not "line too long"
 }

@@ -143,6 +143,13 @@ TEST_CASE("directory: domains, users, aliases, catch-all, credentials") {
   Record scram = f.store->auth_scram(Record().add("user", "alice@example.org"));
   CHECK(scram.number("iterations") == 4096u);
   CHECK(unhex(scram.get_or("stored_key", ""))->size() == 32);
+  // An unknown user is not revealed: a verifier comes back, with a salt
+  // stable for the name, that no password matches.
+  Record ghost = f.store->auth_scram(Record().add("user", "ghost@example.org"));
+  CHECK(ghost.number("account") == 0u);
+  CHECK(ghost.get("salt") == f.store->auth_scram(Record().add("user", "ghost@example.org")).get("salt"));
+  CHECK(ghost.get("salt") != f.store->auth_scram(Record().add("user", "other@example.org")).get("salt"));
+  CHECK(unhex(ghost.get_or("stored_key", ""))->size() == 32);
   CHECK(fails_with([&] { f.store->domain_remove(Record().add("domain", "example.org")); }, PST_ERR_EXISTS));
   f.store->account_remove(Record().add("address", "alice@example.org"));
   CHECK(f.store->alias_list(Record()).empty());  // aliases to the user went with it
@@ -196,6 +203,26 @@ TEST_CASE("mail: default mailboxes, append, fetch, flags, expunge, copy, quota")
 
   f.store->quota_set(Record().add("address", "a@example.org").add("bytes", 40));
   CHECK(fails_with([&] { append("INBOX", std::string(100, 'x')); }, PST_ERR_QUOTA));
+  CHECK(f.store->verify(Record()).all("problem").empty());
+}
+
+TEST_CASE("delivery to several accounts is all or nothing") {
+  Fixture f;
+  uint64_t a = f.user("a@example.org");
+  uint64_t b = *f.store->account_add(Record().add("address", "b@example.org").add("password", "correct horse"))
+                    .number("account");
+  f.store->quota_set(Record().add("address", "b@example.org").add("bytes", 10));
+  Record both = Record().add("account", a).add("account", b).add("data", std::string(50, 'm'));
+  try {
+    f.store->deliver_accounts(both);
+    FAIL("a full mailbox did not stop the delivery");
+  } catch (const StoreError& e) {
+    CHECK(e.status == PST_ERR_QUOTA);
+    CHECK(std::string(e.what()) == "mailbox full: b@example.org");
+  }
+  CHECK(f.store->quota_get(Record().add("account", a)).number("messages") == 0u);  // a got nothing either
+  f.store->quota_set(Record().add("address", "b@example.org").add("bytes", 0));
+  CHECK(f.store->deliver_accounts(both).all("delivered").size() == 2);
   CHECK(f.store->verify(Record()).all("problem").empty());
 }
 

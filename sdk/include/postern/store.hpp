@@ -23,8 +23,10 @@
 //                    -> uid modseq uidvalidity mailbox
 //   deliver          address data [mailbox] -> account uid modseq ...
 //   deliver.accounts account* data [mailbox] -> delivered* (account uid
-//                    modseq ...), refused* (account status reason): one
-//                    transaction, all or nothing but for full mailboxes
+//                    modseq ...): one transaction, all or nothing
+//                    (PST_ERR_QUOTA names a full mailbox; nobody got it)
+//   auth.scram for an unknown user answers account=0 with a verifier no
+//   password matches (the exchange fails at the proof, like a wrong one)
 //   message.list     account mailbox [changed_since] -> mailbox fields,
 //                    message* (each: uid blob flags modseq internaldate size)
 //   message.fetch    account mailbox uid -> the message fields + data
