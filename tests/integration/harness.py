@@ -146,6 +146,9 @@ class Daemon:
             if len(found) >= count:
                 return found[count - 1]
             remaining = deadline - time.monotonic()
+            if self.proc.poll() is not None and not found and self.reader.is_alive():
+                self.reader.join(5)  # the process is gone: read what it wrote last
+                continue
             if remaining <= 0 or (self.proc.poll() is not None and not found):
                 self.test.fail("no log event %s %s within %ss; log:\n%s" % (
                     event, fields, timeout, "\n".join(self.lines[-40:])))
