@@ -3,6 +3,8 @@
 #include "config/config.hpp"
 
 #include <fcntl.h>
+#include <csignal>
+#include <cstdint>
 #include <openssl/rand.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -55,17 +57,24 @@ std::optional<std::string> read_password() {
     return p;
   }
   termios old{};
-  tcgetattr(STDIN_FILENO, &old);
+  if (tcgetattr(STDIN_FILENO, &old) != 0) return std::nullopt;
   termios quiet = old;
   quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  // Signals wait until echo is back on: ^C at the prompt must not leave
+  // the terminal silent.
+  sigset_t block, previous;
+  sigemptyset(&block);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGTSTP, SIGQUIT}) sigaddset(&block, sig);
+  sigprocmask(SIG_BLOCK, &block, &previous);
+  tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   std::string first, second;
   std::fprintf(stderr, "Password: ");
   bool ok = line(first);
   std::fprintf(stderr, "\nAgain: ");
   ok = ok && line(second);
   std::fprintf(stderr, "\n");
-  tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
   if (!ok) return std::nullopt;
   if (first != second) {
     std::fprintf(stderr, "postern: the passwords differ\n");
@@ -74,16 +83,21 @@ std::optional<std::string> read_password() {
   return first;
 }
 
+// Bytes, or a number with K, M or G; nullopt on anything else or overflow.
 std::optional<std::string> parse_size(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  unsigned long long n = 0;
+  uint64_t n = 0;
   size_t i = 0;
-  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) n = n * 10 + static_cast<unsigned>(s[i] - '0');
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    unsigned d = static_cast<unsigned>(s[i] - '0');
+    if (n > (UINT64_MAX - d) / 10) return std::nullopt;
+    n = n * 10 + d;
+  }
   if (i == 0 || i + 1 < s.size()) return std::nullopt;
   if (i < s.size()) {
     char u = static_cast<char>(std::toupper(static_cast<unsigned char>(s[i])));
-    n <<= u == 'K' ? 10 : u == 'M' ? 20 : u == 'G' ? 30 : 64;
-    if (u != 'K' && u != 'M' && u != 'G') return std::nullopt;
+    int shift = u == 'K' ? 10 : u == 'M' ? 20 : u == 'G' ? 30 : -1;
+    if (shift < 0 || n > (UINT64_MAX >> shift)) return std::nullopt;
+    n <<= shift;
   }
   return std::to_string(n);
 }
@@ -115,6 +129,7 @@ Request admin_request(const std::vector<std::string>& w) {
   if (group == "user" && (verb == "add" || verb == "passwd") && n == 3) {
     auto password = read_password();
     if (!password) return {"", "no password given"};
+    if (password->size() > 1024) return {"", "the password is longer than 1024 bytes"};
     return build(verb == "add" ? "account.add" : "account.passwd", {{"address", w[2]}, {"password", *password}});
   }
   if (group == "user" && verb == "remove" && n == 3) return build("account.remove", {{"address", w[2]}});

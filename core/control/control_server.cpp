@@ -115,6 +115,17 @@ void ControlServer::accept() {
           if (!e) s->socket.close();
         });
         asio::async_read_until(s->socket, s->buffer, '\n', [this, s](const boost::system::error_code& e, size_t n) {
+          // The deadline was for reading the request; the work itself may
+          // take as long as the service allows (call_timeout).
+          s->timer.cancel();
+          if (e == asio::error::not_found) {
+            s->reply = "error\nrequest too long (at most 4096 bytes)\n";
+            asio::async_write(s->socket, asio::buffer(s->reply), [s](const boost::system::error_code&, size_t) {
+              boost::system::error_code ignored;
+              s->socket.close(ignored);
+            });
+            return;
+          }
           if (e) return;
           std::string line(asio::buffers_begin(s->buffer.data()), asio::buffers_begin(s->buffer.data()) + n - 1);
           handler_(line, [s](bool ok, std::string body) {

@@ -290,10 +290,13 @@ std::string Daemon::status() const {
 
 void Daemon::on_control(const std::string& command, const ControlServer::Reply& reply) {
   if (command.starts_with("admin\t")) return admin(command, reply);
-  log_info("control.command", {{"command", command}});
-  if (command == "status") reply(true, status());
-  else if (command == "reload") reload(reply);
-  else reply(false, "unknown command \"" + command + "\" (known: status, reload)");
+  if (command == "status" || command == "reload") log_info("control.command", {{"command", command}});
+  if (command == "status") return reply(true, status());
+  if (command == "reload") return reload(reply);
+  // Anything else may carry arguments (even secrets): log its first word.
+  std::string word = command.substr(0, std::min(command.find_first_of(" \t"), size_t{32}));
+  log_warning("control.unknown", {{"word", word}, {"length", std::to_string(command.size())}});
+  reply(false, "unknown command (known: status, reload, and the admin commands of `postern --help`)");
 }
 
 // "admin<TAB>method<TAB>key=value..." goes to the "admin" service (the
@@ -309,6 +312,12 @@ void Daemon::admin(const std::string& line, const ControlServer::Reply& reply) {
     else if (size_t eq = field.find('='); eq != std::string::npos) request.add(field.substr(0, eq), field.substr(eq + 1));
     if (end == std::string::npos) break;
     start = end + 1;
+  }
+  bool method_ok = !method.empty() && method.size() <= 64 &&
+                   method.find_first_not_of("abcdefghijklmnopqrstuvwxyz.") == std::string::npos;
+  if (!method_ok) {
+    log_warning("control.unknown", {{"word", "admin"}, {"length", std::to_string(line.size())}});
+    return reply(false, "malformed admin request");
   }
   log_info("control.command", {{"command", "admin " + method}});
   if (stopping_) return reply(false, "the server is shutting down");

@@ -2,7 +2,10 @@
 
 #include <postern/abi.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -43,6 +46,18 @@ uint64_t from_be64(std::string_view s) {
 
 Db::Db(const std::string& dir, size_t map_size_bytes) {
   ::mkdir(dir.c_str(), 0700);
+  // LMDB forbids opening one environment twice in a process (closing one
+  // clears the other's reader slots). A hot reload would do exactly that,
+  // so the store takes an exclusive flock first: it conflicts even within
+  // one process, and the second opener is refused with a clear message.
+  owner_fd_ = ::open((dir + "/owner").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (owner_fd_ < 0) throw StoreError(PST_ERR, "cannot open " + dir + "/owner: " + std::strerror(errno));
+  if (::flock(owner_fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(owner_fd_);
+    throw StoreError(PST_ERR, "the store in " + dir +
+                                  " is already open (by the running store plugin or another process): "
+                                  "changing store-lmdb needs a restart of posternd");
+  }
   check(mdb_env_create(&env_), "mdb_env_create");
   mdb_env_set_mapsize(env_, map_size_bytes);
   mdb_env_set_maxdbs(env_, kTableCount);
@@ -52,6 +67,8 @@ Db::Db(const std::string& dir, size_t map_size_bytes) {
   if (rc != MDB_SUCCESS) {
     mdb_env_close(env_);
     env_ = nullptr;
+    ::close(owner_fd_);
+    owner_fd_ = -1;
     check(rc, ("cannot open the store in " + dir).c_str());
   }
   MDB_txn* txn = nullptr;
@@ -68,6 +85,7 @@ Db::Db(const std::string& dir, size_t map_size_bytes) {
 
 Db::~Db() {
   if (env_) mdb_env_close(env_);
+  if (owner_fd_ >= 0) ::close(owner_fd_);  // releases the flock
 }
 
 Txn::Txn(Db& db, bool write) : db_(db) {

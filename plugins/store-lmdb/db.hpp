@@ -71,6 +71,7 @@ class Db {
  private:
   friend class Txn;
   MDB_env* env_ = nullptr;
+  int owner_fd_ = -1;  // flock on <dir>/owner: one environment per store
   std::array<MDB_dbi, kTableCount> tables_{};
 };
 

@@ -118,6 +118,34 @@ class StoreTest(unittest.TestCase):
             self.assertNotIn("first password", line)
             self.assertNotIn("a new password", line)
 
+    def test_reloading_a_changed_store_is_refused_and_changes_nothing(self):
+        self.make_user("hal@example.org")
+        with open(self.daemon.config_path) as f:
+            text = f.read()
+        self.daemon.write_config(text.replace("map_size_mb = 256", "map_size_mb = 512").replace(
+            self.daemon.dir, "@DIR@").replace(os.environ["TEST_PLUGIN_DIR"], "@TEST_PLUGINS@"))
+        rc, out, err = self.admin("reload")
+        self.assertEqual(rc, 1)
+        self.assertIn("changing store-lmdb needs a restart of posternd", err)
+        self.assertIn("hal@example.org", self.ok("user", "list"))  # the running store is untouched
+        self.assertIn(" 0 problems", self.ok("store", "verify"))
+
+    def test_control_requests_are_bounded_and_never_logged_with_secrets(self):
+        import socket as s
+        sock = s.socket(s.AF_UNIX)
+        sock.connect(os.path.join(self.daemon.dir, "run", "control.sock"))
+        sock.sendall(b"x" * 5000 + b"\n")
+        self.assertEqual(sock.recv(100), b"error\nrequest too long (at most 4096 bytes)\n")
+        sock = s.socket(s.AF_UNIX)
+        sock.connect(os.path.join(self.daemon.dir, "run", "control.sock"))
+        sock.sendall(b"admin\t\tpassword=hunter2-secret\n")
+        self.assertEqual(sock.recv(100), b"error\nmalformed admin request\n")
+        rc, out, err = self.admin("quota", "set", "a@example.org", "17179869184G")
+        self.assertEqual(rc, 2)
+        self.assertIn("SIZE must be", err)
+        for line in self.daemon.lines:
+            self.assertNotIn("hunter2", line)
+
     def test_auth_service_and_failures_are_logged(self):
         self.make_user("carol@example.org")
         p = self.probe()

@@ -402,7 +402,9 @@ typedef struct pst_service_v1 {
   pst_str name; /* "store", "auth", "admin.store", ... */
   /* Handles one call; complete it with host->call_reply exactly once, now
    * or later, from any thread. request and method are BORROWED. The host
-   * keeps this generation loaded until the reply. */
+   * keeps this generation loaded until the reply: a provider that parks
+   * calls must answer them within the caller's timeout by itself (reload
+   * drain and shutdown wait for every held call). */
   void (*handle)(void* instance, pst_call* call, pst_str method, const uint8_t* request, size_t len);
 } pst_service_v1;
 

@@ -113,7 +113,7 @@ class Host {
     Subscription(const Host& host, pst_conn* conn, std::string_view topic, Fn fn)
         : api_(host.api()), ctx_(host.ctx()) {
       if (!PST_HAS_FIELD(api_, pst_host_v1, server_path)) return;
-      fn_ = std::make_unique<Fn>(std::move(fn));
+      fn_ = std::make_unique<std::shared_ptr<Fn>>(std::make_shared<Fn>(std::move(fn)));
       if (api_->subscribe(ctx_, conn, str(topic), &trampoline, fn_.get(), &id_) != PST_OK) fn_.reset();
     }
     Subscription(Subscription&& o) noexcept
@@ -136,14 +136,16 @@ class Host {
 
    private:
     static void trampoline(void* user, pst_str topic, const uint8_t* p, size_t n) noexcept {
+      // A copy first: the callback may end (and free) its own subscription.
+      std::shared_ptr<Fn> fn = *static_cast<std::shared_ptr<Fn>*>(user);
       try {
-        (*static_cast<Fn*>(user))(view(topic), std::string_view(reinterpret_cast<const char*>(p), n));
+        (*fn)(view(topic), std::string_view(reinterpret_cast<const char*>(p), n));
       } catch (...) {
       }
     }
     const pst_host_v1* api_ = nullptr;
     pst_host_ctx* ctx_ = nullptr;
-    std::unique_ptr<Fn> fn_;
+    std::unique_ptr<std::shared_ptr<Fn>> fn_;
     uint64_t id_ = 0;
   };
 
@@ -159,19 +161,20 @@ class Host {
   class Counter {
    public:
     Counter() = default;
-    Counter(const Host* host, uint32_t id) : host_(host), id_(id) {}
+    Counter(const pst_host_v1* api, pst_host_ctx* ctx, uint32_t id) : api_(api), ctx_(ctx), id_(id) {}
     void add(uint64_t delta = 1) const {
-      if (host_) host_->api_->counter_add(host_->ctx_, id_, delta);
+      if (api_) api_->counter_add(ctx_, id_, delta);
     }
 
    private:
-    const Host* host_ = nullptr;
+    const pst_host_v1* api_ = nullptr;
+    pst_host_ctx* ctx_ = nullptr;
     uint32_t id_ = 0;
   };
   Counter counter(std::string_view name, std::string_view help) const {
     uint32_t id = 0;
     if (api_->counter_register(ctx_, str(name), str(help), &id) != PST_OK) return {};
-    return Counter(this, id);
+    return Counter(api_, ctx_, id);
   }
 
  private:

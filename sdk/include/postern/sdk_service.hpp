@@ -4,6 +4,7 @@
 #include <postern/abi.h>
 #include <postern/sdk_host.hpp>
 
+#include <atomic>
 #include <memory>
 #include <string_view>
 
@@ -20,17 +21,16 @@ class Reply {
   ~Reply() { send(PST_ERR, "the service dropped the call"); }
 
   void send(pst_status status, std::string_view bytes) {
-    if (!call_) return;
-    api_->call_reply(call_, status, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-    call_ = nullptr;
+    pst_call* call = call_.exchange(nullptr);  // whoever takes it answers; any other send is ignored
+    if (call) api_->call_reply(call, status, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   }
   void ok(std::string_view bytes) { send(PST_OK, bytes); }
   void error(pst_status status, std::string_view message) { send(status, message); }
-  bool sent() const { return call_ == nullptr; }
+  bool sent() const { return call_.load() == nullptr; }
 
  private:
   const pst_host_v1* api_;
-  pst_call* call_;
+  std::atomic<pst_call*> call_;
 };
 
 using ReplyPtr = std::shared_ptr<Reply>;
