@@ -522,7 +522,9 @@ void Session::finish_message(std::string message) {
   envelope_.auth_address = auth_address_;
   // The trace header (RFC 5321 §4.4), with the TLS details RFC 8314 §4.3
   // asks for.
-  std::string received = "Received: from " + helo_ + " ([" + peer_ + "])\r\n\tby " + config_.hostname + " with " +
+  // RFC 5321 §4.1.3 address literal: "[IPv6:...]" for IPv6 peers.
+  std::string literal = peer_.find(':') != std::string::npos ? "[IPv6:" + peer_ + "]" : "[" + peer_ + "]";
+  std::string received = "Received: from " + helo_ + " (" + literal + ")\r\n\tby " + config_.hostname + " with " +
                          envelope_.protocol;
   if (secure()) received += " (" + tls_version_ + " with cipher " + tls_cipher_ + ")";
   if (envelope_.rcpts.size() == 1) received += "\r\n\tfor <" + envelope_.rcpts[0].address.str() + ">";

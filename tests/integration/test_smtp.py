@@ -192,7 +192,7 @@ class Smtp(Base):
                               "s@remote.example", "--to", "alice@example.test", "--header", "Subject: over ipv6"],
                              capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-        self.assertIn(b"[::1]", self.last_message())
+        self.assertIn(b"([IPv6:::1])", self.last_message())
 
     def test_curl_sends_mail(self):
         path = os.path.join(self.daemon.dir, "mail.eml")
