@@ -69,6 +69,13 @@ void read_tls(Validator v, TlsConfig& t) {
   });
 }
 
+void read_pipeline(Validator v, PipelineConfig& p) {
+  v.allow_keys({"order", "stage_timeout", "default_action"});
+  p.order = v.strings("order");
+  p.stage_timeout = v.duration("stage_timeout", p.stage_timeout);
+  p.fail_open = v.choice("default_action", {"tempfail", "continue"}, "tempfail") == "continue";
+}
+
 void read_listener(Validator v, const std::string& name, const TlsConfig& tls, ListenerConfig& l) {
   v.allow_keys({"address", "port", "protocol", "tls", "max_connections", "max_per_ip", "idle_timeout", "max_line",
                 "read_buffer", "write_buffer"});
@@ -109,10 +116,11 @@ void read_plugin(Validator v, const std::string& name, const ServerConfig& serve
 }
 
 void read_document(const toml::table& doc, Validator root, Config& c) {
-  root.allow_keys({"server", "log", "tls", "listeners", "plugins"});
+  root.allow_keys({"server", "log", "tls", "pipeline", "listeners", "plugins"});
   read_server(root.sub("server"), c.server);
   read_log(root.sub("log"), c.log);
   read_tls(root.sub("tls"), c.tls);
+  read_pipeline(root.sub("pipeline"), c.pipeline);
   root.sub("listeners").each_named_table([&](const std::string& name, Validator v) {
     ListenerConfig l;
     read_listener(v, name, c.tls, l);

@@ -86,6 +86,12 @@ struct ServerConfig {
   std::chrono::milliseconds call_timeout{60'000};
 };
 
+struct PipelineConfig {
+  std::vector<std::string> order;  // filter names, run first in this order
+  std::chrono::milliseconds stage_timeout{30'000};
+  bool fail_open = false;
+};
+
 struct LogConfig {
   bool json = false;
   pst_log_level level = PST_LOG_INFO;
@@ -97,6 +103,7 @@ struct Config {
   ServerConfig server;
   LogConfig log;
   TlsConfig tls;
+  PipelineConfig pipeline;
   std::vector<ListenerConfig> listeners;
   std::vector<PluginConfig> plugins;
 

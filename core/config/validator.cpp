@@ -86,6 +86,26 @@ int64_t Validator::integer(std::string_view key, int64_t fallback, int64_t min, 
   return v;
 }
 
+std::vector<std::string> Validator::strings(std::string_view key) {
+  std::vector<std::string> out;
+  const toml::node* n = get(key);
+  if (!n) return out;
+  const toml::array* arr = n->as_array();
+  if (!arr) {
+    error_at(key, "expected an array of strings");
+    return out;
+  }
+  for (const toml::node& item : *arr) {
+    auto s = item.value<std::string>();
+    if (!s) {
+      error(&item, key_path(key), "expected an array of strings");
+      continue;
+    }
+    out.push_back(*s);
+  }
+  return out;
+}
+
 bool Validator::boolean(std::string_view key, bool fallback) {
   const toml::node* n = get(key);
   if (!n) return fallback;

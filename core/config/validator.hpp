@@ -33,6 +33,8 @@ class Validator {
   std::string path(std::string_view key, std::string_view fallback);
   int64_t integer(std::string_view key, int64_t fallback, int64_t min, int64_t max, bool required = false);
   bool boolean(std::string_view key, bool fallback);
+  // An array of strings (absent: empty).
+  std::vector<std::string> strings(std::string_view key);
   std::chrono::milliseconds duration(std::string_view key, std::chrono::milliseconds fallback);
   std::string choice(std::string_view key, std::initializer_list<std::string_view> options,
                      std::string_view fallback);

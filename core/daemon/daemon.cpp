@@ -26,6 +26,8 @@ namespace fs = std::filesystem;
 namespace {
 // After the shutdown deadline, sessions get this long to say goodbye.
 constexpr std::chrono::seconds kGoodbyeGrace{6};
+// After that, plugins get this long to retire and unload.
+constexpr std::chrono::seconds kUnloadDeadline{10};
 
 const char* tls_mode_name(pst_tls_mode m) {
   return m == PST_TLS_IMPLICIT ? "implicit" : m == PST_TLS_STARTTLS ? "starttls" : "none";
@@ -261,10 +263,19 @@ void Daemon::begin_shutdown() {
 void Daemon::finish_shutdown() {
   if (finished_) return;
   finished_ = true;
-  if (shutdown_timer_) shutdown_timer_->cancel();
+  if (!shutdown_timer_) shutdown_timer_ = std::make_unique<asio::steady_timer>(main_);
+  shutdown_timer_->cancel();
   control_->stop();
   signals_.cancel();
   plugins_->shutdown([this] { main_.stop(); });
+  // A plugin that never lets go (a filter sitting on a verdict, a service
+  // holding a call) must not keep the daemon from exiting.
+  shutdown_timer_->expires_after(kUnloadDeadline);
+  shutdown_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    log_warning("server.unload_deadline", {{"plugins", std::to_string(plugins_->status().size())}});
+    main_.stop();
+  });
 }
 
 std::string Daemon::status() const {

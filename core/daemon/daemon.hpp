@@ -13,6 +13,7 @@
 #include "runtime/worker_pool.hpp"
 #include "tls/tls_store.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -45,6 +46,9 @@ class Daemon {
 
   Config config_;
   boost::asio::io_context main_{1};
+  // main_ runs until shutdown says so, not until it happens to run out of
+  // work (a retiring plugin may still be waiting on a loop thread).
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_main_{main_.get_executor()};
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<LoopPool> loops_;
   std::unique_ptr<PluginManager> plugins_;

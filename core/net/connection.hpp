@@ -54,6 +54,9 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   const Generation* generation() const { return generation_raw_; }
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_addr_; }
+  const std::string& listener_name() const { return config_->name; }
+  const std::string& tls_version() const { return tls_version_; }
+  const std::string& tls_cipher() const { return tls_cipher_; }
   bool open() const { return state_ == State::open; }
   // Timers and subscriptions of the session, cancelled when it ends.
   void bind_timer(std::weak_ptr<TimerOp> op);

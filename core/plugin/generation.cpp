@@ -148,6 +148,11 @@ std::optional<std::string_view> capability_name(const pst_capability_v1& c, uint
     if (p->struct_size < offsetof(pst_protocol_v1, refuse)) return std::nullopt;
     return std::string_view(p->name.data, p->name.len);
   }
+  if (kind == PST_CAP_FILTER) {
+    auto* f = static_cast<const pst_filter_v1*>(c.table);
+    if (f->struct_size < sizeof(pst_filter_v1) || !f->on_stage) return std::nullopt;
+    return std::string_view(f->name.data, f->name.len);
+  }
   auto* s = static_cast<const pst_service_v1*>(c.table);
   if (s->struct_size < sizeof(pst_service_v1) || !s->handle) return std::nullopt;
   return std::string_view(s->name.data, s->name.len);
@@ -176,6 +181,10 @@ const pst_service_v1* Generation::service(std::string_view name) const {
   return find_capability<pst_service_v1>(descriptor_, PST_CAP_SERVICE, name);
 }
 std::vector<std::string> Generation::service_names() const { return capability_names(descriptor_, PST_CAP_SERVICE); }
+const pst_filter_v1* Generation::filter(std::string_view name) const {
+  return find_capability<pst_filter_v1>(descriptor_, PST_CAP_FILTER, name);
+}
+std::vector<std::string> Generation::filter_names() const { return capability_names(descriptor_, PST_CAP_FILTER); }
 
 void Generation::retire(std::function<void(bool)> done) {
   if (started_ && descriptor_->stop) descriptor_->stop(instance_);

@@ -72,6 +72,8 @@ class Generation {
   std::vector<std::string> protocol_names() const;
   const pst_service_v1* service(std::string_view name) const;
   std::vector<std::string> service_names() const;
+  const pst_filter_v1* filter(std::string_view name) const;
+  std::vector<std::string> filter_names() const;
 
   std::atomic<int> sessions{0};
   std::atomic<bool> draining{false};

@@ -4,6 +4,7 @@
 #include "log/logger.hpp"
 #include "net/connection.hpp"
 #include "plugin/host_context.hpp"
+#include "pipeline/transaction.hpp"
 #include "plugin/generation.hpp"
 #include "runtime/notify_hub.hpp"
 #include "runtime/worker_pool.hpp"
@@ -374,13 +375,50 @@ pst_status server_path(pst_host_ctx* ctx, pst_server_path which, pst_str* out) {
   return PST_OK;
 }
 
+// --- the message pipeline (1.2) ---
+
+Transaction* txn(pst_txn* t) { return static_cast<Transaction*>(t); }
+
+pst_txn* txn_begin(pst_host_ctx* ctx, pst_conn* c) {
+  if (!ctx || !c || !conn(c)->open()) return nullptr;
+  const ServiceDirectory* dir = host(ctx)->services().services;
+  Connection* cn = conn(c);
+  auto t = std::make_shared<Transaction>(cn->weak_from_this(), cn->executor(), cn->id(),
+                                         dir ? dir->filters() : std::vector<FilterBinding>{},
+                                         dir ? dir->pipeline_settings() : PipelineSettings{});
+  t->set_host_field("peer", cn->peer());
+  t->set_host_field("listener", cn->listener_name());
+  t->set_host_field("tls_version", cn->tls_version());
+  t->set_host_field("tls_cipher", cn->tls_cipher());
+  t->adopt(t);
+  return t.get();
+}
+void txn_end(pst_txn* t) {
+  if (t) txn(t)->end();
+}
+pst_status txn_set(pst_txn* t, pst_str field, pst_str value) {
+  return t ? txn(t)->set(sv(field), sv(value)) : PST_ERR_INVALID;
+}
+pst_status txn_get(pst_txn* t, pst_str field, size_t index, pst_str* out) {
+  return t && out ? txn(t)->get(sv(field), index, out) : PST_ERR_INVALID;
+}
+pst_status txn_run(pst_txn* t, pst_stage stage, pst_stage_done_fn done, void* user) {
+  return t ? txn(t)->run(stage, done, user) : PST_ERR_INVALID;
+}
+pst_status txn_add_header(pst_txn* t, pst_str name, pst_str value) {
+  return t ? txn(t)->add_header(sv(name), sv(value)) : PST_ERR_INVALID;
+}
+pst_status txn_add_result(pst_txn* t, pst_str result) { return t ? txn(t)->add_result(sv(result)) : PST_ERR_INVALID; }
+pst_status txn_add_score(pst_txn* t, int32_t delta) { return t ? txn(t)->add_score(delta) : PST_ERR_INVALID; }
+
 const pst_host_v1 kHostApi = {
     sizeof(pst_host_v1), PST_ABI_MAJOR,  PST_ABI_MINOR,  host_log,       config_root,      config_type,
     config_get,          config_size,    config_at,      config_key_at,  config_string,    config_integer,
     config_float,        config_boolean, config_error,   timer_start,    timer_cancel,     work_submit,
     counter_register,    counter_add,    conn_write,     conn_start_tls, conn_close,       conn_pause,
     conn_resume,         conn_set_timeout, conn_set_read_limit, call,     call_reply,       subscribe,
-    unsubscribe,         publish,        server_path,
+    unsubscribe,         publish,        server_path,    txn_begin,      txn_end,          txn_set,
+    txn_get,             txn_run,        txn_add_header, txn_add_result, txn_add_score,
 };
 
 }  // namespace

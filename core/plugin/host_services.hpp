@@ -5,7 +5,10 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "pipeline/transaction.hpp"
+
 #include <memory>
+#include <vector>
 #include <optional>
 #include <string>
 
@@ -21,11 +24,14 @@ struct ServiceBinding {
   const pst_service_v1* table = nullptr;
 };
 
-// Finds the current provider of a service; any thread.
+// Finds the current provider of a service, and the current filter chain;
+// any thread.
 class ServiceDirectory {
  public:
   virtual ~ServiceDirectory() = default;
   virtual std::optional<ServiceBinding> find_service(const std::string& name) const = 0;
+  virtual std::vector<FilterBinding> filters() const = 0;
+  virtual PipelineSettings pipeline_settings() const = 0;
 };
 
 struct HostServices {

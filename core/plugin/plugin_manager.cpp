@@ -20,6 +20,16 @@ PluginManager::PluginManager(HostServices services, std::string image_dir)
   services_.services = this;
 }
 
+PipelineSettings PluginManager::pipeline_settings() const {
+  auto set = current();
+  return set ? set->pipeline : PipelineSettings{};
+}
+
+std::vector<FilterBinding> PluginManager::filters() const {
+  auto set = current();
+  return set ? set->filters : std::vector<FilterBinding>{};
+}
+
 std::optional<ServiceBinding> PluginManager::find_service(const std::string& name) const {
   auto set = current();
   if (!set) return std::nullopt;
@@ -105,6 +115,26 @@ PrepareResult PluginManager::prepare(const Config& config) {
   };
   if (result.errors.empty()) {
     for (auto& [name, g] : set->plugins) bind(g);
+    set->pipeline = PipelineSettings{config.pipeline.stage_timeout, config.pipeline.fail_open};
+    // Filters: those named in [pipeline] order first, in that order, then
+    // the others by plugin name.
+    std::vector<FilterBinding> all;
+    for (auto& [name, g] : set->plugins)
+      for (const std::string& f : g->filter_names()) {
+        bool dup = std::any_of(all.begin(), all.end(), [&](const FilterBinding& b) { return b.name == f; });
+        if (dup) result.errors.push_back("filter \"" + f + "\" is provided by two plugins");
+        else all.push_back(FilterBinding{g, g->filter(f), f});
+      }
+    for (const std::string& name : config.pipeline.order) {
+      auto it = std::find_if(all.begin(), all.end(), [&](const FilterBinding& b) { return b.name == name; });
+      if (it == all.end()) {
+        result.errors.push_back("[pipeline] order names filter \"" + name + "\", which no enabled plugin provides");
+        continue;
+      }
+      set->filters.push_back(*it);
+      all.erase(it);
+    }
+    for (auto& b : all) set->filters.push_back(b);
     for (const ListenerConfig& l : config.listeners)
       if (!set->protocols.count(l.protocol))
         result.errors.push_back("listener \"" + l.name + "\" needs a plugin that provides protocol \"" +

@@ -29,6 +29,8 @@ struct PluginSet {
   std::map<std::string, std::shared_ptr<Generation>> plugins;  // by [plugins.NAME]
   std::map<std::string, ProtocolBinding> protocols;
   std::map<std::string, ServiceBinding> services;
+  std::vector<FilterBinding> filters;  // in [pipeline] order
+  PipelineSettings pipeline;
   std::optional<ProtocolBinding> protocol(const std::string& name) const;
 };
 
@@ -56,6 +58,8 @@ class PluginManager : public ServiceDirectory {
   }
   // Any thread.
   std::optional<ServiceBinding> find_service(const std::string& name) const override;
+  std::vector<FilterBinding> filters() const override;
+  PipelineSettings pipeline_settings() const override;
 
   // Drops the current set; done runs once every generation is unloaded.
   void shutdown(std::function<void()> done);

@@ -31,7 +31,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
  public:
   Connection(sdk::Connection conn, Host host, const Settings& settings, const ConnInfo& info)
       : ProtocolSession(conn), host_(host), store_(host, conn.handle()), peer_(info.peer_addr),
-        session_(config(settings, info), *this, *this, info.peer_addr), pause_(mode(info) == Mode::mx
+        hostname_(settings.hostname), session_(config(settings, info), *this, *this, info.peer_addr), pause_(mode(info) == Mode::mx
                                                                                    ? settings.greet_pause
                                                                                    : std::chrono::milliseconds(0)) {}
 
@@ -103,8 +103,36 @@ class Connection final : public ProtocolSession, public Io, public Backend {
            AuthResult{AuthResult::ok, r->account.id, r->account.address});
     });
   }
-  void deliver(const Envelope& envelope, std::string message, std::function<void(DeliverResult)> done) override {
+  // The pipeline: one transaction for the connection's own stages
+  // (connect, helo), a new one for each mail transaction.
+  void stage(int stage, const StageInput& in, std::function<void(StageVerdict)> done) override {
+    Pipeline* p;
+    if (stage == PST_STAGE_CONNECT || stage == PST_STAGE_HELO) {
+      if (!connection_pipe_) connection_pipe_ = std::make_unique<Pipeline>(host_, conn().handle());
+      p = connection_pipe_.get();
+    } else {
+      if (stage == PST_STAGE_MAIL_FROM || !mail_pipe_) mail_pipe_ = std::make_unique<Pipeline>(host_, conn().handle());
+      p = mail_pipe_.get();
+    }
+    p->set("authserv_id", hostname_);
+    if (!in.helo.empty()) p->set("helo", in.helo);
+    if (!in.auth_user.empty()) p->set("auth_user", in.auth_user);
+    if (stage == PST_STAGE_MAIL_FROM) p->set("mail_from", in.from);
+    if (stage == PST_STAGE_RCPT_TO) p->set("rcpt", in.rcpt);
+    if (stage == PST_STAGE_DATA_END && in.message) p->set("message", *in.message);
+    p->run(static_cast<pst_stage>(stage), [done](Outcome o) {
+      done(StageVerdict{static_cast<int>(o.kind), o.code, o.enhanced, o.text});
+    });
+  }
+  std::vector<std::string> added_headers() override {
+    return mail_pipe_ ? mail_pipe_->added_headers() : std::vector<std::string>{};
+  }
+  void transaction_done() override { mail_pipe_.reset(); }  // logs its one line
+
+  void deliver(const Envelope& envelope, std::string message, const std::string& mailbox,
+               std::function<void(DeliverResult)> done) override {
     Record request;
+    if (!mailbox.empty()) request.add("mailbox", mailbox);
     for (const Recipient& r : envelope.rcpts) request.add("account", r.account);
     size_t size = message.size();
     request.add("data", std::move(message));
@@ -146,7 +174,8 @@ class Connection final : public ProtocolSession, public Io, public Backend {
 
   Host host_;
   StoreClient store_;
-  std::string peer_;
+  std::string peer_, hostname_;
+  std::unique_ptr<Pipeline> connection_pipe_, mail_pipe_;
   Session session_;
   std::chrono::milliseconds pause_;
 };

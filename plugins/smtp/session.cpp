@@ -1,5 +1,6 @@
 #include "session.hpp"
 
+#include <postern/abi.h>
 #include <postern/base64.hpp>
 
 #include <algorithm>
@@ -55,6 +56,25 @@ void Session::error(int code, std::string_view enhanced, std::string_view text) 
   }
 }
 
+// A filter's objection as the client sees it; true when the stage refused.
+bool Session::refused(const StageVerdict& v) {
+  if (v.kind == PST_VERDICT_REJECT) {
+    error(v.code ? v.code : 550, v.enhanced.empty() ? "5.7.1" : v.enhanced,
+          v.text.empty() ? "refused by policy" : v.text);
+    return true;
+  }
+  if (v.kind == PST_VERDICT_TEMPFAIL) {
+    reply(v.code ? v.code : 451, v.enhanced.empty() ? "4.7.1" : v.enhanced,
+          v.text.empty() ? "temporary failure, try again later" : v.text);
+    return true;
+  }
+  return false;
+}
+
+StageInput Session::stage_input() const {
+  return StageInput{helo_, envelope_.from.str(), "", auth_address_, nullptr};
+}
+
 // --- input ---
 
 void Session::open() {
@@ -63,10 +83,25 @@ void Session::open() {
 }
 
 void Session::greet_now() {
-  if (phase_ != Phase::greeting || closed_) return;
-  phase_ = Phase::command;
-  reply(220, "", config_.hostname + " ESMTP Postern");
-  process();
+  if (phase_ != Phase::greeting || closed_ || waiting_) return;
+  // The connect stage decides before the greeting (a blocklisted peer gets
+  // its refusal as the greeting, RFC 5321 §3.1).
+  waiting_ = true;
+  backend_.stage(PST_STAGE_CONNECT, stage_input(), [this, alive = std::weak_ptr<bool>(alive_)](StageVerdict v) {
+    if (alive.expired()) return;
+    waiting_ = false;
+    if (v.kind == PST_VERDICT_REJECT || v.kind == PST_VERDICT_TEMPFAIL) {
+      bool reject = v.kind == PST_VERDICT_REJECT;
+      reply(reject ? 554 : 421, reject ? "5.7.1" : "4.7.1",
+            config_.hostname + " " + (v.text.empty() ? "refused" : v.text));
+      closed_ = true;
+      io_.close();
+      return;
+    }
+    phase_ = Phase::command;
+    reply(220, "", config_.hostname + " ESMTP Postern");
+    process();
+  });
 }
 
 void Session::feed(std::string_view bytes) {
@@ -234,7 +269,18 @@ void Session::command(const Command& c) {
 void Session::ehlo(const Command& c, bool extended) {
   if (!valid_helo(c.args)) return error(501, "5.5.4", "syntax: " + std::string(extended ? "EHLO" : "HELO") + " hostname");
   reset_transaction();
-  helo_ = c.args;
+  StageInput in = stage_input();
+  in.helo = c.args;
+  wait();
+  backend_.stage(PST_STAGE_HELO, in, [this, alive = std::weak_ptr<bool>(alive_), c, extended](StageVerdict v) {
+    if (alive.expired()) return;
+    if (!refused(v)) greet_client(c.args, extended);
+    resume();
+  });
+}
+
+void Session::greet_client(const std::string& helo, bool extended) {
+  helo_ = helo;
   extended_ = extended;
   if (!extended) return reply(250, "", config_.hostname);
   std::vector<std::string> lines = {config_.hostname,
@@ -292,22 +338,39 @@ void Session::mail(const Command& c) {
   if (config_.mode != Mode::mx && p.address.null())
     return error(553, "5.7.1", "a null sender is not accepted from an authenticated client");
 
-  auto start = [this, p] {
-    in_transaction_ = true;
-    idle_commands_ = 0;
-    envelope_ = Envelope{};
-    envelope_.from = p.address;
-    envelope_.params = p.params;
-    reply(250, "2.1.0", "sender OK");
+  // The mail_from stage runs once the sender itself is acceptable.
+  auto start = [this, p, alive = std::weak_ptr<bool>(alive_)] {
+    StageInput in = stage_input();
+    in.from = p.address.str();
+    waiting_ = true;
+    backend_.stage(PST_STAGE_MAIL_FROM, in, [this, alive, p](StageVerdict v) {
+      if (alive.expired()) return;
+      if (!refused(v)) {
+        in_transaction_ = true;
+        idle_commands_ = 0;
+        envelope_ = Envelope{};
+        envelope_.from = p.address;
+        envelope_.params = p.params;
+        disposition_ = v.kind;  // discard/quarantine decided this early hold for the message
+        reply(250, "2.1.0", "sender OK");
+      } else {
+        backend_.transaction_done();
+      }
+      resume();
+    });
   };
-  if (config_.mode == Mode::mx) return start();
+  if (config_.mode == Mode::mx) {
+    wait();
+    return start();
+  }
   // Submission: the envelope sender must be the account or one of its aliases.
   wait();
   backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), start](Lookup l) {
     if (alive.expired()) return;
-    if (l.kind == Lookup::temporary) reply(451, "4.3.0", "temporary failure checking the sender; try again");
-    else if (l.kind == Lookup::local && l.account == auth_account_) start();
-    else {
+    if (l.kind == Lookup::local && l.account == auth_account_) return start();  // resumes when the stage ends
+    if (l.kind == Lookup::temporary) {
+      reply(451, "4.3.0", "temporary failure checking the sender; try again");
+    } else {
       error(553, "5.7.1", "sender address not owned by " + auth_address_);
       io_.log("smtp.sender_refused", {{"peer", peer_}, {"user", auth_address_}});
     }
@@ -334,14 +397,23 @@ void Session::rcpt(const Command& c) {
   backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), p](Lookup l) {
     if (alive.expired()) return;
     switch (l.kind) {
-      case Lookup::local:
+      case Lookup::local: {
         if (l.full) {  // temporary: the sender retries once there is room
           reply(452, "4.2.2", "mailbox full");
           break;
         }
-        envelope_.rcpts.push_back(Recipient{p.address, l.account, p.params.notify, p.params.orcpt});
-        reply(250, "2.1.5", "recipient OK");
-        break;
+        StageInput in = stage_input();
+        in.rcpt = p.address.str();
+        backend_.stage(PST_STAGE_RCPT_TO, in, [this, alive, p, l](StageVerdict v) {
+          if (alive.expired()) return;
+          if (!refused(v)) {
+            envelope_.rcpts.push_back(Recipient{p.address, l.account, p.params.notify, p.params.orcpt});
+            reply(250, "2.1.5", "recipient OK");
+          }
+          resume();
+        });
+        return;  // resumes when the stage ends
+      }
       case Lookup::unknown_user:
         error(550, "5.1.1", "no such user here");
         break;
@@ -520,28 +592,56 @@ void Session::finish_message(std::string message) {
   envelope_.tls_cipher = tls_cipher_;
   envelope_.auth_account = auth_account_;
   envelope_.auth_address = auth_address_;
-  // The trace header (RFC 5321 §4.4), with the TLS details RFC 8314 §4.3
-  // asks for.
-  // RFC 5321 §4.1.3 address literal: "[IPv6:...]" for IPv6 peers.
-  std::string literal = peer_.find(':') != std::string::npos ? "[IPv6:" + peer_ + "]" : "[" + peer_ + "]";
-  std::string received = "Received: from " + helo_ + " (" + literal + ")\r\n\tby " + config_.hostname + " with " +
-                         envelope_.protocol;
-  if (secure()) received += " (" + tls_version_ + " with cipher " + tls_cipher_ + ")";
-  if (envelope_.rcpts.size() == 1) received += "\r\n\tfor <" + envelope_.rcpts[0].address.str() + ">";
-  received += ";\r\n\t" + rfc5322_date() + "\r\n";
   wait();
-  backend_.deliver(envelope_, received + message, [this, alive = std::weak_ptr<bool>(alive_)](DeliverResult r) {
+  auto body = std::make_shared<std::string>(std::move(message));
+  StageInput in = stage_input();
+  in.message = body.get();
+  backend_.stage(PST_STAGE_DATA_END, in, [this, alive = std::weak_ptr<bool>(alive_), body](StageVerdict v) {
     if (alive.expired()) return;
-    if (r.code) reply(r.code, r.enhanced, r.text);
-    else if (r.kind == DeliverResult::ok) reply(250, "2.0.0", r.text.empty() ? "message accepted" : r.text);
-    else if (r.kind == DeliverResult::temporary) reply(451, "4.3.0", r.text.empty() ? "temporary failure" : r.text);
-    else reply(554, "5.0.0", r.text.empty() ? "message refused" : r.text);
-    reset_transaction();
-    resume();
+    if (refused(v)) {
+      reset_transaction();
+      return resume();
+    }
+    int disposition = v.kind != PST_VERDICT_CONTINUE && v.kind != PST_VERDICT_ACCEPT ? v.kind : disposition_;
+    if (disposition == PST_VERDICT_DISCARD) {  // accepted, and dropped on purpose
+      io_.log("smtp.discarded", {{"peer", peer_}, {"from", envelope_.from.str()}});
+      reply(250, "2.0.0", "message accepted");
+      reset_transaction();
+      return resume();
+    }
+    deliver_message(*body, disposition == PST_VERDICT_QUARANTINE ? "Junk" : "");
   });
 }
 
+void Session::deliver_message(const std::string& message, const std::string& mailbox) {
+  // The trace header (RFC 5321 §4.4), with the TLS details RFC 8314 §4.3
+  // asks for, then what the filters added (Authentication-Results last,
+  // nearest the trace header it explains).
+  std::string literal = peer_.find(':') != std::string::npos ? "[IPv6:" + peer_ + "]" : "[" + peer_ + "]";
+  std::string headers = "Received: from " + helo_ + " (" + literal + ")\r\n\tby " + config_.hostname + " with " +
+                        envelope_.protocol;
+  if (secure()) headers += " (" + tls_version_ + " with cipher " + tls_cipher_ + ")";
+  if (envelope_.rcpts.size() == 1) headers += "\r\n\tfor <" + envelope_.rcpts[0].address.str() + ">";
+  headers += ";\r\n\t" + rfc5322_date() + "\r\n";
+  std::vector<std::string> added = backend_.added_headers();
+  for (auto it = added.rbegin(); it != added.rend(); ++it) headers = *it + "\r\n" + headers;
+  backend_.deliver(envelope_, headers + message, mailbox,
+                   [this, alive = std::weak_ptr<bool>(alive_)](DeliverResult r) {
+                     if (alive.expired()) return;
+                     if (r.code) reply(r.code, r.enhanced, r.text);
+                     else if (r.kind == DeliverResult::ok)
+                       reply(250, "2.0.0", r.text.empty() ? "message accepted" : r.text);
+                     else if (r.kind == DeliverResult::temporary)
+                       reply(451, "4.3.0", r.text.empty() ? "temporary failure" : r.text);
+                     else reply(554, "5.0.0", r.text.empty() ? "message refused" : r.text);
+                     reset_transaction();
+                     resume();
+                   });
+}
+
 void Session::reset_transaction() {
+  if (in_transaction_) backend_.transaction_done();
+  disposition_ = 0;
   in_transaction_ = false;
   envelope_ = Envelope{};
   bdat_data_.clear();

@@ -79,6 +79,19 @@ struct DeliverResult {
   std::string enhanced;
 };
 
+// What the pipeline's filters decided about a stage (pst_verdict_kind).
+struct StageVerdict {
+  int kind = 0;  // PST_VERDICT_CONTINUE
+  int code = 0;
+  std::string enhanced, text;
+};
+
+// What a stage's filters get to see.
+struct StageInput {
+  std::string helo, from, rcpt, auth_user;
+  const std::string* message = nullptr;  // data_end only
+};
+
 class Io {
  public:
   virtual ~Io() = default;
@@ -98,7 +111,15 @@ class Backend {
   virtual void lookup(const std::string& address, std::function<void(Lookup)> done) = 0;
   virtual void authenticate(const std::string& user, const std::string& password, std::function<void(AuthResult)> done) = 0;
   virtual void scram(const std::string& user, std::function<void(std::optional<sdk::scram::Verifier>, AuthResult)> done) = 0;
-  virtual void deliver(const Envelope& envelope, std::string message, std::function<void(DeliverResult)> done) = 0;
+  // mailbox: "" for INBOX, or "Junk" for a quarantined message.
+  virtual void deliver(const Envelope& envelope, std::string message, const std::string& mailbox,
+                       std::function<void(DeliverResult)> done) = 0;
+  // The message pipeline (filters) for one stage; stage is a pst_stage.
+  virtual void stage(int stage, const StageInput& input, std::function<void(StageVerdict)> done) = 0;
+  // Header lines the filters added to the current transaction.
+  virtual std::vector<std::string> added_headers() = 0;
+  // The mail transaction ended (delivered, refused or reset).
+  virtual void transaction_done() = 0;
 };
 
 class Session {
@@ -132,6 +153,10 @@ class Session {
   void auth_plain(const std::string& decoded);
   void starttls();
   void finish_message(std::string message);
+  void deliver_message(const std::string& message, const std::string& mailbox);
+  void greet_client(const std::string& helo, bool extended);
+  bool refused(const StageVerdict& v);
+  StageInput stage_input() const;
   void reset_transaction();
 
   void reply(int code, std::string_view enhanced, std::string_view text);
@@ -161,6 +186,7 @@ class Session {
   std::string auth_address_;
 
   bool in_transaction_ = false;
+  int disposition_ = 0;  // a discard/quarantine verdict from an early stage
   Envelope envelope_;
   std::unique_ptr<DataReader> reader_;
   enum class BdatError { none, syntax, no_transaction, no_recipients, too_big };

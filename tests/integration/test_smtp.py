@@ -91,9 +91,11 @@ def without_trace(data):
 
 class Base(unittest.TestCase):
     greet_pause = "0s"
+    extra = ""
 
     def setUp(self):
-        self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]) % self.greet_pause)
+        self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]) % self.greet_pause
+                             + self.extra)
         with open(os.path.join(self.daemon.dir, "master.key"), "w") as f:
             f.write(os.urandom(32).hex() + "\n")
         os.chmod(os.path.join(self.daemon.dir, "master.key"), 0o600)
@@ -356,6 +358,71 @@ class Smtp(Base):
         for subject in acknowledged:
             self.assertEqual(stored.get(subject), 1, subject)  # delivered exactly once
         self.assertEqual([s for s, n in stored.items() if n > 1], [])
+
+
+GATE = """
+[pipeline]
+order = ["gate", "sneaky"]
+stage_timeout = "300ms"
+default_action = "%s"
+
+[plugins.gate]
+path = "@TEST_PLUGINS@/gate.so"
+reject_helo = "bad.example"
+tempfail_from = "grey@remote.example"
+reject_rcpt = "bob@example.test"
+discard_word = "DISCARDME"
+quarantine_word = "QUARANTINEME"
+slow_ms = 50
+hang_stage = "%s"
+"""
+
+
+class Pipeline(Base):
+    extra = GATE % ("tempfail", "")
+
+    def test_filters_judge_every_stage_and_add_their_headers(self):
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            self.assertEqual(s.ehlo("bad.example"), (550, b"5.7.1 your HELO is not welcome"))
+            self.assertEqual(s.ehlo("client.example")[0], 250)
+            self.assertEqual(s.mail("grey@remote.example"), (451, b"4.7.1 try again later"))
+            self.assertEqual(s.mail("s@remote.example")[0], 250)
+            self.assertEqual(s.rcpt("bob@example.test"), (550, b"5.7.1 recipient refused by policy"))
+            self.assertEqual(s.rcpt("alice@example.test")[0], 250)
+            self.assertEqual(s.data(message("filtered"))[0], 250)
+            s.sendmail("s@remote.example", ["alice@example.test"], message("DISCARDME"))
+            s.sendmail("s@remote.example", ["alice@example.test"], message("QUARANTINEME"))
+        self.assertEqual(len(self.inbox()), 1)  # the discarded one is gone, the quarantined one is in Junk
+        stored = self.last_message()
+        self.assertTrue(stored.startswith(b"X-Gate: checked\r\nAuthentication-Results: mx.example.test;\r\n\tgate=pass\r\n"
+                                          b"Received: "), stored[:200])
+        self.assertNotIn(b"X-Sneaky", stored)  # an undeclared mutation is refused
+        junk = self.probe.ok("store", "message.list", [("account", self.alice), ("mailbox", "Junk")])
+        self.assertEqual(len(junk.get("message", [])), 1)
+        line = self.daemon.wait_for("pipeline.transaction", score="5")
+        self.assertIn("gate:data_end=continue", line["verdicts"])
+        self.assertIn("sneaky:data_end=continue", line["verdicts"])
+        self.daemon.wait_for("smtp.discarded")
+
+
+class PipelineTimeout(Base):
+    extra = GATE % ("tempfail", "rcpt_to")
+
+    def test_a_filter_that_does_not_answer_gets_the_default_action(self):
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            s.ehlo("client.example")
+            s.mail("s@remote.example")
+            self.assertEqual(s.rcpt("alice@example.test"), (451, b"4.7.1 temporary failure, try again later"))
+        self.assertIn("gate:rcpt_to=tempfail(timeout)", self.daemon.wait_for("pipeline.transaction")["verdicts"])
+
+
+class PipelineFailOpen(Base):
+    extra = GATE % ("continue", "rcpt_to")
+
+    def test_fail_open_continues_past_a_silent_filter(self):
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            s.sendmail("s@remote.example", ["alice@example.test"], message("fail open"))
+        self.assertEqual(len(self.inbox()), 1)
 
 
 class EarlyTalker(Base):

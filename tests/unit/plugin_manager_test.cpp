@@ -128,3 +128,12 @@ TEST_CASE("a reload that fails after starting a plugin retires it: its timers ar
   CHECK(f.states() == std::vector<std::string>{"1:active"});
   CHECK(f.manager.current() == good);
 }
+
+TEST_CASE("[pipeline] order must name filters that enabled plugins provide") {
+  Fixture f;
+  auto c = echo_config("echo_v1", "[pipeline]\norder = [\"spf\"]\n");
+  auto r = f.manager.prepare(c);
+  CHECK_FALSE(r.set);
+  REQUIRE_FALSE(r.errors.empty());
+  CHECK(r.errors.back() == "[pipeline] order names filter \"spf\", which no enabled plugin provides");
+}

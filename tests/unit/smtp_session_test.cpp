@@ -2,6 +2,8 @@
 // that answers at once. Table-driven where the shape allows.
 #include "session.hpp"
 
+#include <postern/abi.h>
+
 #include <postern/base64.hpp>
 
 #include <doctest/doctest.h>
@@ -50,10 +52,24 @@ struct FakeBackend : Backend {
     if (user != "alice@example.org") return done(std::nullopt, AuthResult{AuthResult::denied, 0, {}});
     done(postern::sdk::scram::make_verifier("pencil", "salty", 4096), AuthResult{AuthResult::ok, 1, user});
   }
-  void deliver(const Envelope& e, std::string message, std::function<void(DeliverResult)> done) override {
+  void deliver(const Envelope& e, std::string message, const std::string& mailbox,
+               std::function<void(DeliverResult)> done) override {
     delivered.emplace_back(e, std::move(message));
+    mailboxes.push_back(mailbox);
     done(DeliverResult{DeliverResult::ok, "queued"});
   }
+  // Filters: a table of verdicts by stage, CONTINUE for the rest.
+  std::map<int, StageVerdict> verdicts;
+  std::vector<std::string> mailboxes, headers;
+  std::vector<int> stages;
+  int transactions_done = 0;
+  void stage(int stage, const StageInput&, std::function<void(StageVerdict)> done) override {
+    stages.push_back(stage);
+    auto it = verdicts.find(stage);
+    done(it == verdicts.end() ? StageVerdict{} : it->second);
+  }
+  std::vector<std::string> added_headers() override { return headers; }
+  void transaction_done() override { ++transactions_done; }
 };
 
 struct Harness {
@@ -331,6 +347,7 @@ TEST_CASE("while a lookup is pending, the host is told to stop reading; AUTH lin
     void lookup(const std::string& a, std::function<void(Lookup)> done) override {
       pending = [this, a, done] { FakeBackend::lookup(a, done); };
     }
+    using FakeBackend::stage;
   };
   FakeIo io;
   SlowBackend backend;
@@ -350,4 +367,37 @@ TEST_CASE("while a lookup is pending, the host is told to stop reading; AUTH lin
   std::string line = "AUTH PLAIN " + base64_encode(std::string("\0alice@example.org\0", 19) + long_password) + "\r\n";
   CHECK(line.size() > 1000);
   CHECK(h.send(line) == "535 5.7.8 authentication credentials invalid\r\n");  // parsed, not "line too long"
+}
+
+TEST_CASE("pipeline verdicts: connect, helo, mail_from, rcpt_to and data_end map to the right replies") {
+  {
+    FakeIo io;
+    FakeBackend backend;
+    backend.verdicts[PST_STAGE_CONNECT] = StageVerdict{PST_VERDICT_REJECT, 0, "", "listed at a blocklist"};
+    Session s(SessionConfig{Mode::mx, "mx.example.org", {}, false, false, ""}, io, backend, "192.0.2.9");
+    s.open();
+    CHECK(io.out == "554 5.7.1 mx.example.org listed at a blocklist\r\n");
+    CHECK(io.closed);
+  }
+  Harness h;
+  h.backend.verdicts[PST_STAGE_HELO] = StageVerdict{PST_VERDICT_REJECT, 0, "", "bad helo"};
+  CHECK(h.send("EHLO c.example\r\n") == "550 5.7.1 bad helo\r\n");
+  h.backend.verdicts.erase(PST_STAGE_HELO);
+  h.send("EHLO c.example\r\n");
+  h.backend.verdicts[PST_STAGE_MAIL_FROM] = StageVerdict{PST_VERDICT_TEMPFAIL, 0, "", "greylisted"};
+  CHECK(h.send("MAIL FROM:<s@r.example>\r\n") == "451 4.7.1 greylisted\r\n");
+  h.backend.verdicts.erase(PST_STAGE_MAIL_FROM);
+  h.backend.verdicts[PST_STAGE_RCPT_TO] = StageVerdict{PST_VERDICT_REJECT, 553, "5.7.2", "no"};
+  CHECK(h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\n") == "250 2.1.0 sender OK\r\n553 5.7.2 no\r\n");
+  h.backend.verdicts.erase(PST_STAGE_RCPT_TO);
+  h.backend.verdicts[PST_STAGE_DATA_END] = StageVerdict{PST_VERDICT_DISCARD};
+  CHECK(h.send("RCPT TO:<alice@example.org>\r\nDATA\r\nx\r\n.\r\n").ends_with("250 2.0.0 message accepted\r\n"));
+  CHECK(h.backend.delivered.empty());  // discarded on purpose
+  h.backend.verdicts[PST_STAGE_DATA_END] = StageVerdict{PST_VERDICT_QUARANTINE};
+  h.backend.headers = {"X-Filter: one", "Authentication-Results: mx.example.org; test=pass"};
+  h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\ny\r\n.\r\n");
+  REQUIRE(h.backend.delivered.size() == 1);
+  CHECK(h.backend.mailboxes.back() == "Junk");
+  CHECK(h.body().starts_with("X-Filter: one\r\nAuthentication-Results: mx.example.org; test=pass\r\nReceived: "));
+  CHECK(h.backend.transactions_done >= 3);
 }

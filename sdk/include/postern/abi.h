@@ -35,6 +35,9 @@
  *                    capability (PST_CAP_SERVICE); notifications
  *                    (subscribe/unsubscribe/publish); server_path; status
  *                    codes RETRYABLE, EXISTS, DENIED, QUOTA.
+ *   1.2  2026-11-28  the message pipeline: txn_begin/end/set/get/run for
+ *                    protocols, txn_add_header/add_result/add_score for
+ *                    filters (pst_filter_v1 tables run in [pipeline] order).
  */
 #ifndef POSTERN_ABI_H
 #define POSTERN_ABI_H
@@ -47,11 +50,11 @@ extern "C" {
 #endif
 
 #define PST_ABI_MAJOR 1
-#define PST_ABI_MINOR 1
+#define PST_ABI_MINOR 2
 /* Exported as pst_abi_version by every plugin: "MAJOR.MINOR", where MINOR is
  * the lowest host minor the plugin needs. The host reads it before running
  * any plugin code and refuses a different major or a higher minor. */
-#define PST_ABI_VERSION_STRING "1.1"
+#define PST_ABI_VERSION_STRING "1.2"
 
 #define PST_EXPORT __attribute__((visibility("default")))
 
@@ -249,6 +252,12 @@ typedef void (*pst_call_done_fn)(void* user, pst_status status, const uint8_t* r
  * re-read state periodically too. */
 typedef void (*pst_notify_fn)(void* user, pst_str topic, const uint8_t* payload, size_t len);
 
+/* A pipeline stage finished (1.2): the combined verdict of the filters
+ * that ran (CONTINUE when none objected). BORROWED. Runs exactly once on
+ * the transaction's connection thread; verdict is NULL when that
+ * connection closed meanwhile (free what user holds, touch nothing). */
+typedef void (*pst_stage_done_fn)(void* user, const pst_verdict_v1* verdict);
+
 typedef enum pst_server_path {
   PST_PATH_DATA_DIR = 1,   /* [server] data_dir: persistent state */
   PST_PATH_RUNTIME_DIR = 2 /* [server] runtime_dir */
@@ -347,6 +356,38 @@ typedef struct pst_host_v1 {
 
   /* --- 1.1: server paths (absolute, BORROWED until fini) --- */
   pst_status (*server_path)(pst_host_ctx* ctx, pst_server_path which, pst_str* out);
+
+  /* --- 1.2: the message pipeline, for protocol plugins (LOOP-THREAD) ---
+   * A transaction carries named fields the protocol sets ("helo",
+   * "mail_from", "rcpt" (appends), "auth_user", "message", "authserv_id";
+   * the host sets "peer", "listener", "tls_version", "tls_cipher") and
+   * runs the filters of a stage over them. The filters in force when the
+   * transaction began serve it to the end, even across a reload. */
+  pst_txn* (*txn_begin)(pst_host_ctx* ctx, pst_conn* conn);
+  /* Logs the transaction as one line with every filter's verdict, then
+   * frees it. Not while a stage runs. */
+  void (*txn_end)(pst_txn* txn);
+  pst_status (*txn_set)(pst_txn* txn, pst_str field, pst_str value);
+  /* index: for repeated fields; the value is BORROWED until the next
+   * txn_set or txn_end. Read-only fields the host assembles:
+   * "add_header" (each "Name: value" a filter added, in order),
+   * "authentication_results" (RFC 8601, from the filters' results;
+   * absent when no filter added one) and
+   * "score" (decimal). */
+  pst_status (*txn_get)(pst_txn* txn, pst_str field, size_t index, pst_str* out);
+  /* Runs stage's filters in order; done runs exactly once (see above). A
+   * filter that does not answer within [pipeline] stage_timeout gets the
+   * configured default_action. */
+  pst_status (*txn_run)(pst_txn* txn, pst_stage stage, pst_stage_done_fn done, void* user);
+
+  /* --- 1.2: for filters, from on_stage until their verdict (any thread) ---
+   * Each needs the matching PST_FILTER_* action declared; otherwise
+   * PST_ERR_UNSUPPORTED and nothing changes. */
+  pst_status (*txn_add_header)(pst_txn* txn, pst_str name, pst_str value);
+  /* One resinfo of Authentication-Results, e.g. "spf=pass smtp.mailfrom=a@b"
+   * (needs PST_FILTER_ADD_HEADER). */
+  pst_status (*txn_add_result)(pst_txn* txn, pst_str result);
+  pst_status (*txn_add_score)(pst_txn* txn, int32_t delta);
 } pst_host_v1;
 
 /* ------------------------------------------------------------------ */

@@ -16,6 +16,7 @@
 
 #include <postern/abi.h>
 #include <postern/sdk_config.hpp>
+#include <postern/sdk_filter.hpp>
 #include <postern/sdk_host.hpp>
 #include <postern/sdk_protocol.hpp>
 #include <postern/sdk_service.hpp>
@@ -65,6 +66,13 @@ class Plugin {
     reply->error(PST_ERR_UNSUPPORTED, "no such service");
   }
 
+  // For filter plugins: judge one stage of a transaction; answer through
+  // verdict exactly once, now or later, from any thread. Mutations (headers,
+  // Authentication-Results, score) go through txn before the verdict.
+  virtual void on_stage(std::string_view /*filter*/, pst_stage /*stage*/, FilterTxn /*txn*/, VerdictPtr verdict) {
+    verdict->cont();
+  }
+
   Host& host() { return host_; }
 
  private:
@@ -95,11 +103,16 @@ struct Registry {
     if constexpr (requires { P::services.size(); }) return P::services.size();
     else return size_t{0};
   }();
+  static constexpr size_t filter_count = [] {
+    if constexpr (requires { P::filters.size(); }) return P::filters.size();
+    else return size_t{0};
+  }();
 
   static inline const pst_host_v1* api = nullptr;
   static inline std::array<pst_protocol_v1, protocol_count> protocols{};
   static inline std::array<pst_service_v1, service_count> services{};
-  static inline std::array<pst_capability_v1, protocol_count + service_count> capabilities{};
+  static inline std::array<pst_filter_v1, filter_count> filters{};
+  static inline std::array<pst_capability_v1, protocol_count + service_count + filter_count> capabilities{};
   static inline pst_plugin_v1 descriptor{};
 
   static void* init(const pst_host_v1* host, pst_host_ctx* ctx, pst_error* err) noexcept {
@@ -182,6 +195,26 @@ struct Registry {
      ...);
   }
 
+  template <size_t I>
+  static pst_status stage(void* instance, pst_txn* txn, pst_stage stage, pst_filter_done_fn done,
+                          pst_verdict_v1*) noexcept {
+    auto* plugin = static_cast<P*>(instance);
+    auto verdict = std::make_shared<Verdict>(done, txn);
+    bool ok = guarded(plugin->host(), "on_stage", [&] {
+      plugin->on_stage(P::filters[I].name, stage, FilterTxn(api, txn), verdict);
+    });
+    if (!ok) verdict->tempfail(0, "", "", "the filter failed");
+    return PST_PENDING;  // answered through done, perhaps already
+  }
+
+  template <size_t... I>
+  static void describe_filters(std::index_sequence<I...>) {
+    ((filters[I] = pst_filter_v1{sizeof(pst_filter_v1), str(P::filters[I].name), P::filters[I].stages,
+                                 P::filters[I].actions, &stage<I>},
+      capabilities[protocol_count + service_count + I] = {sizeof(pst_capability_v1), PST_CAP_FILTER, &filters[I]}),
+     ...);
+  }
+
   static const pst_plugin_v1* describe(const pst_host_v1* host, std::string_view name,
                                        std::string_view version) noexcept {
     api = host;
@@ -195,6 +228,7 @@ struct Registry {
       }
     }
     describe_services(std::make_index_sequence<service_count>());
+    describe_filters(std::make_index_sequence<filter_count>());
     descriptor.struct_size = sizeof(pst_plugin_v1);
     descriptor.abi_major = PST_ABI_MAJOR;
     descriptor.abi_minor = PST_ABI_MINOR;
@@ -205,7 +239,7 @@ struct Registry {
     descriptor.stop = &stop;
     descriptor.fini = &fini;
     descriptor.capabilities = capabilities.data();
-    descriptor.capability_count = protocol_count + service_count;
+    descriptor.capability_count = protocol_count + service_count + filter_count;
     return &descriptor;
   }
 };

@@ -1,0 +1,240 @@
+#include "pipeline/transaction.hpp"
+
+#include "log/logger.hpp"
+#include "net/connection.hpp"
+#include "plugin/generation.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace postern::core {
+namespace asio = boost::asio;
+
+namespace {
+constexpr std::string_view kStages[] = {"connect", "helo",     "auth",   "mail_from", "rcpt_to",
+                                        "data_headers", "data_end", "queued", "outbound"};
+constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempfail", "discard", "quarantine"};
+// Fields the host fills; a protocol cannot overwrite them.
+constexpr std::string_view kHostFields[] = {"peer", "listener", "tls_version", "tls_cipher", "add_header",
+                                            "authentication_results", "score"};
+constexpr size_t kMaxFieldValue = 64 << 20;  // the message itself is a field
+constexpr size_t kMaxHeaders = 64;
+
+std::string_view sv(pst_str s) { return s.data ? std::string_view(s.data, s.len) : std::string_view(); }
+}  // namespace
+
+std::string_view stage_name(pst_stage s) {
+  return static_cast<size_t>(s) < std::size(kStages) ? kStages[s] : "unknown";
+}
+
+Transaction::Transaction(std::weak_ptr<Connection> conn, asio::any_io_executor executor, uint64_t conn_id,
+                         std::vector<FilterBinding> filters, PipelineSettings settings)
+    : conn_(std::move(conn)), executor_(std::move(executor)), conn_id_(conn_id), filters_(std::move(filters)),
+      settings_(settings) {}
+
+pst_status Transaction::set(std::string_view field, std::string_view value) {
+  if (field.empty() || value.size() > kMaxFieldValue) return PST_ERR_INVALID;
+  for (std::string_view h : kHostFields)
+    if (h == field) return PST_ERR_INVALID;
+  std::lock_guard lock(mutex_);
+  std::string key(field);
+  if (field != "rcpt") fields_.erase(key);
+  fields_.emplace(std::move(key), std::string(value));
+  return PST_OK;
+}
+
+void Transaction::set_host_field(std::string_view field, std::string_view value) {
+  std::lock_guard lock(mutex_);
+  fields_.erase(std::string(field));
+  fields_.emplace(std::string(field), std::string(value));
+}
+
+pst_status Transaction::get(std::string_view field, size_t index, pst_str* out) {
+  std::lock_guard lock(mutex_);
+  const std::string* value = nullptr;
+  if (field == "add_header") {
+    if (index < headers_.size()) value = &headers_[index];
+  } else if (field == "authentication_results" && index == 0 && !results_.empty()) {
+    // Only when a filter authenticated something (RFC 8601 §2.2).
+    auto id = fields_.find("authserv_id");
+    assembled_ = (id == fields_.end() ? std::string("localhost") : id->second);
+    for (const auto& r : results_) assembled_ += ";\r\n\t" + r;
+    value = &assembled_;
+  } else if (field == "score" && index == 0) {
+    assembled_ = std::to_string(score_);
+    value = &assembled_;
+  } else {
+    auto range = fields_.equal_range(std::string(field));
+    for (auto it = range.first; it != range.second; ++it)
+      if (index-- == 0) {
+        value = &it->second;
+        break;
+      }
+  }
+  if (!value) return PST_ERR_NOT_FOUND;
+  *out = pst_str{value->data(), value->size()};
+  return PST_OK;
+}
+
+bool Transaction::allowed(uint32_t action) const {
+  return running_ && current_ < filters_.size() && (filters_[current_].table->actions & action);
+}
+
+// Header names and values must not smuggle a line break into the message.
+static bool clean(std::string_view s, bool name) {
+  for (unsigned char c : s)
+    if (c == '\r' || c == '\n' || c == 0 || (name && (c <= ' ' || c == ':' || c >= 0x7f))) return false;
+  return !s.empty() || !name;
+}
+
+pst_status Transaction::add_header(std::string_view name, std::string_view value) {
+  if (!clean(name, true) || !clean(value, false) || name.size() > 100 || value.size() > 4096) return PST_ERR_INVALID;
+  std::lock_guard lock(mutex_);
+  if (!allowed(PST_FILTER_ADD_HEADER)) return PST_ERR_UNSUPPORTED;
+  if (headers_.size() >= kMaxHeaders) return PST_ERR_LIMIT;
+  headers_.push_back(std::string(name) + ": " + std::string(value));
+  return PST_OK;
+}
+
+pst_status Transaction::add_result(std::string_view result) {
+  if (!clean(result, false) || result.empty() || result.size() > 1024) return PST_ERR_INVALID;
+  std::lock_guard lock(mutex_);
+  if (!allowed(PST_FILTER_ADD_HEADER)) return PST_ERR_UNSUPPORTED;
+  if (results_.size() >= kMaxHeaders) return PST_ERR_LIMIT;
+  results_.emplace_back(result);
+  return PST_OK;
+}
+
+pst_status Transaction::add_score(int32_t delta) {
+  std::lock_guard lock(mutex_);
+  if (!allowed(PST_FILTER_SET_SCORE)) return PST_ERR_UNSUPPORTED;
+  score_ += delta;
+  return PST_OK;
+}
+
+pst_status Transaction::run(pst_stage stage, pst_stage_done_fn done, void* user) {
+  if (!done || static_cast<unsigned>(stage) >= PST_STAGE_COUNT) return PST_ERR_INVALID;
+  if (running_ || ended_) return PST_ERR_INVALID;
+  running_ = true;
+  stage_ = stage;
+  index_ = 0;
+  done_ = done;
+  user_ = user;
+  // Never answer inside the caller's call: post, like every completion.
+  asio::post(executor_, [self = shared_from_this()] { self->next(); });
+  return PST_OK;
+}
+
+// The host's pst_filter_done_fn: a filter's asynchronous verdict.
+void Transaction::filter_done(const pst_verdict_v1* v) {
+  Verdict copy;
+  if (v) {
+    copy.kind = v->kind;
+    copy.code = v->code;
+    copy.enhanced = std::string(sv(v->enhanced));
+    copy.text = std::string(sv(v->text));
+    copy.reason = std::string(sv(v->reason));
+  } else {
+    copy.kind = PST_VERDICT_TEMPFAIL;
+    copy.reason = "filter answered without a verdict";
+  }
+  uint64_t attempt;
+  {
+    std::lock_guard lock(mutex_);
+    attempt = attempt_;
+  }
+  asio::post(executor_, [self = shared_from_this(), copy = std::move(copy), attempt]() mutable {
+    if (self->unanswered_ > 0) --self->unanswered_;
+    if (attempt == self->attempt_ && self->current_ != SIZE_MAX) self->settle(std::move(copy), true);
+    if (self->ended_ && self->unanswered_ == 0) self->self_.reset();  // may free this
+  });
+}
+
+void Transaction::next() {
+  while (index_ < filters_.size() && !(filters_[index_].table->stages & PST_STAGE_BIT(stage_))) ++index_;
+  if (index_ == filters_.size()) return finish(Verdict{});
+  {
+    std::lock_guard lock(mutex_);
+    current_ = index_++;
+    ++attempt_;
+  }
+  const FilterBinding& f = filters_[current_];
+  pst_verdict_v1 verdict{};
+  verdict.struct_size = sizeof verdict;
+  ++unanswered_;
+  pst_status st = f.table->on_stage(f.generation->instance(), this, stage_,
+                                    [](pst_txn* t, const pst_verdict_v1* v) {
+                                      static_cast<Transaction*>(t)->filter_done(v);
+                                    },
+                                    &verdict);
+  if (st == PST_PENDING) {
+    timer_ = std::make_unique<asio::steady_timer>(executor_, settings_.stage_timeout);
+    timer_->async_wait([self = shared_from_this(), attempt = attempt_](const boost::system::error_code& ec) {
+      if (ec || attempt != self->attempt_ || self->current_ == SIZE_MAX) return;
+      Verdict v;
+      v.kind = self->settings_.fail_open ? PST_VERDICT_CONTINUE : PST_VERDICT_TEMPFAIL;
+      v.reason = "timeout";
+      self->settle(std::move(v), false);
+    });
+    return;
+  }
+  --unanswered_;
+  Verdict v;
+  if (st == PST_OK) {
+    v.kind = verdict.kind;
+    v.code = verdict.code;
+    v.enhanced = std::string(sv(verdict.enhanced));
+    v.text = std::string(sv(verdict.text));
+    v.reason = std::string(sv(verdict.reason));
+  } else {
+    // A filter that fails gets a temporary failure, never a silent accept.
+    v.kind = PST_VERDICT_TEMPFAIL;
+    v.reason = "filter error " + std::to_string(st);
+  }
+  settle(std::move(v), true);
+}
+
+void Transaction::settle(Verdict v, bool from_filter) {
+  if (timer_) timer_->cancel();
+  const FilterBinding& f = filters_[current_];
+  if (v.kind > PST_VERDICT_QUARANTINE) v.kind = PST_VERDICT_TEMPFAIL;
+  {
+    std::lock_guard lock(mutex_);
+    current_ = SIZE_MAX;
+    log_.push_back(f.name + ":" + std::string(stage_name(stage_)) + "=" + std::string(kVerdicts[v.kind]) +
+                   (from_filter ? "" : "(" + v.reason + ")"));
+  }
+  if (v.kind == PST_VERDICT_CONTINUE) return next();
+  if (v.kind == PST_VERDICT_ACCEPT) return finish(Verdict{});  // skip the rest of this stage
+  if (v.kind == PST_VERDICT_TEMPFAIL && v.text.empty()) v.text = "temporary failure, try again later";
+  finish(std::move(v));
+}
+
+void Transaction::finish(Verdict v) {
+  running_ = false;
+  pst_verdict_v1 out{};
+  out.struct_size = sizeof out;
+  out.kind = v.kind;
+  out.code = v.code;
+  out.enhanced = pst_str{v.enhanced.data(), v.enhanced.size()};
+  out.text = pst_str{v.text.data(), v.text.size()};
+  out.reason = pst_str{v.reason.data(), v.reason.size()};
+  auto live = conn_.lock();
+  // NULL tells the protocol its connection is gone (free, touch nothing).
+  done_(user_, live && live->open() ? &out : nullptr);
+}
+
+void Transaction::end() {
+  ended_ = true;
+  std::string verdicts, score;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& l : log_) verdicts += (verdicts.empty() ? "" : ",") + l;
+    score = std::to_string(score_);
+  }
+  if (!log_.empty())
+    log_info("pipeline.transaction",
+             {{"conn", std::to_string(conn_id_)}, {"verdicts", verdicts}, {"score", score}});
+  if (unanswered_ == 0) self_.reset();  // may free this
+}
+
+}  // namespace postern::core
