@@ -3,6 +3,7 @@
 #include "log/logger.hpp"
 #include "net/connection.hpp"
 #include "plugin/generation.hpp"
+#include "plugin/host_context.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -16,20 +17,42 @@ constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempf
 // Fields the host fills; a protocol cannot overwrite them.
 constexpr std::string_view kHostFields[] = {"peer", "listener", "tls_version", "tls_cipher", "add_header",
                                             "authentication_results", "score"};
-constexpr size_t kMaxFieldValue = 64 << 20;  // the message itself is a field
+constexpr size_t kMaxFieldValue = size_t{4} << 30;  // the message itself is a field
 constexpr size_t kMaxHeaders = 64;
 
 std::string_view sv(pst_str s) { return s.data ? std::string_view(s.data, s.len) : std::string_view(); }
+
+// Header names and values must not smuggle a line break into the message.
+bool clean(std::string_view s, bool name) {
+  for (unsigned char c : s)
+    if (c == '\r' || c == '\n' || c == 0 || (name && (c <= ' ' || c == ':' || c >= 0x7f))) return false;
+  return !s.empty() || !name;
+}
+
+// What a filter says reaches the SMTP client: one printable line, a code
+// of the verdict's class, an enhanced code that matches it.
+void sanitise(uint32_t kind, uint16_t& code, std::string& enhanced, std::string& text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  if (text.size() > 400) text.resize(400);
+  if (kind == PST_VERDICT_REJECT && (code < 500 || code > 599)) code = 0;
+  if (kind == PST_VERDICT_TEMPFAIL && (code < 400 || code > 499 || code == 421)) code = 0;
+  bool ok = enhanced.size() >= 5 && enhanced.size() <= 9 && enhanced[1] == '.' &&
+            enhanced[0] == (kind == PST_VERDICT_REJECT ? '5' : '4');
+  for (size_t i = 2; ok && i < enhanced.size(); ++i)
+    ok = std::isdigit(static_cast<unsigned char>(enhanced[i])) || enhanced[i] == '.';
+  if (!ok) enhanced.clear();
+}
 }  // namespace
 
 std::string_view stage_name(pst_stage s) {
   return static_cast<size_t>(s) < std::size(kStages) ? kStages[s] : "unknown";
 }
 
-Transaction::Transaction(std::weak_ptr<Connection> conn, asio::any_io_executor executor, uint64_t conn_id,
-                         std::vector<FilterBinding> filters, PipelineSettings settings)
-    : conn_(std::move(conn)), executor_(std::move(executor)), conn_id_(conn_id), filters_(std::move(filters)),
-      settings_(settings) {}
+Transaction::Transaction(HostContext* protocol, std::weak_ptr<Connection> conn, asio::any_io_executor executor,
+                         uint64_t conn_id, std::vector<FilterBinding> filters, PipelineSettings settings)
+    : pst_txn(pst_txn::transaction), protocol_(protocol), conn_(std::move(conn)), executor_(std::move(executor)),
+      conn_id_(conn_id), filters_(std::move(filters)), settings_(settings) {}
 
 pst_status Transaction::set(std::string_view field, std::string_view value) {
   if (field.empty() || value.size() > kMaxFieldValue) return PST_ERR_INVALID;
@@ -37,15 +60,22 @@ pst_status Transaction::set(std::string_view field, std::string_view value) {
     if (h == field) return PST_ERR_INVALID;
   std::lock_guard lock(mutex_);
   std::string key(field);
-  if (field != "rcpt") fields_.erase(key);
-  fields_.emplace(std::move(key), std::string(value));
+  if (field != "rcpt") {
+    auto range = fields_.equal_range(key);
+    for (auto it = range.first; it != range.second; ++it) replaced_.push_back(it->second);
+    fields_.erase(key);
+  }
+  fields_.emplace(std::move(key), std::make_shared<const std::string>(value));
   return PST_OK;
 }
 
 void Transaction::set_host_field(std::string_view field, std::string_view value) {
   std::lock_guard lock(mutex_);
-  fields_.erase(std::string(field));
-  fields_.emplace(std::string(field), std::string(value));
+  std::string key(field);
+  auto range = fields_.equal_range(key);
+  for (auto it = range.first; it != range.second; ++it) replaced_.push_back(it->second);
+  fields_.erase(key);
+  fields_.emplace(std::move(key), std::make_shared<const std::string>(value));
 }
 
 pst_status Transaction::get(std::string_view field, size_t index, pst_str* out) {
@@ -56,17 +86,16 @@ pst_status Transaction::get(std::string_view field, size_t index, pst_str* out) 
   } else if (field == "authentication_results" && index == 0 && !results_.empty()) {
     // Only when a filter authenticated something (RFC 8601 §2.2).
     auto id = fields_.find("authserv_id");
-    assembled_ = (id == fields_.end() ? std::string("localhost") : id->second);
-    for (const auto& r : results_) assembled_ += ";\r\n\t" + r;
-    value = &assembled_;
+    std::string ar = id == fields_.end() ? std::string("localhost") : *id->second;
+    for (const auto& r : results_) ar += ";\r\n\t" + r;
+    value = &assembled_.emplace_back(std::move(ar));  // kept: a caller may still be copying an older one
   } else if (field == "score" && index == 0) {
-    assembled_ = std::to_string(score_);
-    value = &assembled_;
+    value = &assembled_.emplace_back(std::to_string(score_));
   } else {
     auto range = fields_.equal_range(std::string(field));
     for (auto it = range.first; it != range.second; ++it)
       if (index-- == 0) {
-        value = &it->second;
+        value = it->second.get();
         break;
       }
   }
@@ -75,57 +104,63 @@ pst_status Transaction::get(std::string_view field, size_t index, pst_str* out) 
   return PST_OK;
 }
 
-bool Transaction::allowed(uint32_t action) const {
-  return running_ && current_ < filters_.size() && (filters_[current_].table->actions & action);
+bool Transaction::allowed(const Ask& ask, uint32_t action) const {
+  return running_ && ask.attempt == attempt_ && current_ == ask.filter &&
+         (filters_[ask.filter].table->actions & action);
 }
 
-// Header names and values must not smuggle a line break into the message.
-static bool clean(std::string_view s, bool name) {
-  for (unsigned char c : s)
-    if (c == '\r' || c == '\n' || c == 0 || (name && (c <= ' ' || c == ':' || c >= 0x7f))) return false;
-  return !s.empty() || !name;
-}
-
-pst_status Transaction::add_header(std::string_view name, std::string_view value) {
-  if (!clean(name, true) || !clean(value, false) || name.size() > 100 || value.size() > 4096) return PST_ERR_INVALID;
+pst_status Transaction::add_header(const Ask& ask, std::string_view name, std::string_view value) {
+  if (!clean(name, true) || !clean(value, false) || name.size() > 100 || value.size() > 900) return PST_ERR_INVALID;
   std::lock_guard lock(mutex_);
-  if (!allowed(PST_FILTER_ADD_HEADER)) return PST_ERR_UNSUPPORTED;
+  if (!allowed(ask, PST_FILTER_ADD_HEADER)) return PST_ERR_UNSUPPORTED;
   if (headers_.size() >= kMaxHeaders) return PST_ERR_LIMIT;
   headers_.push_back(std::string(name) + ": " + std::string(value));
   return PST_OK;
 }
 
-pst_status Transaction::add_result(std::string_view result) {
-  if (!clean(result, false) || result.empty() || result.size() > 1024) return PST_ERR_INVALID;
+pst_status Transaction::add_result(const Ask& ask, std::string_view result) {
+  if (!clean(result, false) || result.empty() || result.size() > 900) return PST_ERR_INVALID;
   std::lock_guard lock(mutex_);
-  if (!allowed(PST_FILTER_ADD_HEADER)) return PST_ERR_UNSUPPORTED;
+  if (!allowed(ask, PST_FILTER_ADD_HEADER)) return PST_ERR_UNSUPPORTED;
   if (results_.size() >= kMaxHeaders) return PST_ERR_LIMIT;
   results_.emplace_back(result);
   return PST_OK;
 }
 
-pst_status Transaction::add_score(int32_t delta) {
+pst_status Transaction::add_score(const Ask& ask, int32_t delta) {
   std::lock_guard lock(mutex_);
-  if (!allowed(PST_FILTER_SET_SCORE)) return PST_ERR_UNSUPPORTED;
+  if (!allowed(ask, PST_FILTER_SET_SCORE)) return PST_ERR_UNSUPPORTED;
   score_ += delta;
   return PST_OK;
+}
+
+void Transaction::refresh_host_fields() {
+  auto live = conn_.lock();
+  if (!live) return;
+  set_host_field("tls_version", live->tls_version());  // STARTTLS may have happened since begin
+  set_host_field("tls_cipher", live->tls_cipher());
 }
 
 pst_status Transaction::run(pst_stage stage, pst_stage_done_fn done, void* user) {
   if (!done || static_cast<unsigned>(stage) >= PST_STAGE_COUNT) return PST_ERR_INVALID;
   if (running_ || ended_) return PST_ERR_INVALID;
+  // done is the protocol plugin's code: its generation stays loaded until
+  // done has returned.
+  if (protocol_ && !protocol_->begin_job()) return PST_ERR_CLOSED;
   running_ = true;
   stage_ = stage;
   index_ = 0;
   done_ = done;
   user_ = user;
+  refresh_host_fields();
   // Never answer inside the caller's call: post, like every completion.
   asio::post(executor_, [self = shared_from_this()] { self->next(); });
   return PST_OK;
 }
 
-// The host's pst_filter_done_fn: a filter's asynchronous verdict.
-void Transaction::filter_done(const pst_verdict_v1* v) {
+// The host's pst_filter_done_fn: one filter's answer, from any thread.
+void Transaction::answered(Ask* raw, const pst_verdict_v1* v) {
+  std::unique_ptr<Ask> ask(raw);
   Verdict copy;
   if (v) {
     copy.kind = v->kind;
@@ -137,39 +172,45 @@ void Transaction::filter_done(const pst_verdict_v1* v) {
     copy.kind = PST_VERDICT_TEMPFAIL;
     copy.reason = "filter answered without a verdict";
   }
-  uint64_t attempt;
-  {
-    std::lock_guard lock(mutex_);
-    attempt = attempt_;
-  }
-  asio::post(executor_, [self = shared_from_this(), copy = std::move(copy), attempt]() mutable {
-    if (self->unanswered_ > 0) --self->unanswered_;
-    if (attempt == self->attempt_ && self->current_ != SIZE_MAX) self->settle(std::move(copy), true);
-    if (self->ended_ && self->unanswered_ == 0) self->self_.reset();  // may free this
+  auto txn = ask->txn;
+  asio::post(txn->executor_, [txn, attempt = ask->attempt, copy = std::move(copy)]() mutable {
+    bool current;
+    {
+      std::lock_guard lock(txn->mutex_);
+      current = attempt == txn->attempt_ && txn->current_ != SIZE_MAX;
+    }
+    if (current) txn->settle(std::move(copy), true);  // a late answer changes nothing
   });
 }
 
 void Transaction::next() {
+  auto live = conn_.lock();
+  if (ended_ || !live || !live->open()) return finish(Verdict{});  // nobody waits for the rest
   while (index_ < filters_.size() && !(filters_[index_].table->stages & PST_STAGE_BIT(stage_))) ++index_;
   if (index_ == filters_.size()) return finish(Verdict{});
+  uint64_t attempt;
   {
     std::lock_guard lock(mutex_);
     current_ = index_++;
-    ++attempt_;
+    attempt = ++attempt_;
   }
   const FilterBinding& f = filters_[current_];
   pst_verdict_v1 verdict{};
   verdict.struct_size = sizeof verdict;
-  ++unanswered_;
-  pst_status st = f.table->on_stage(f.generation->instance(), this, stage_,
+  auto* ask = new Ask(shared_from_this(), attempt, current_);
+  pst_status st = f.table->on_stage(f.generation->instance(), ask, stage_,
                                     [](pst_txn* t, const pst_verdict_v1* v) {
-                                      static_cast<Transaction*>(t)->filter_done(v);
+                                      if (t && t->kind == pst_txn::ask) Transaction::answered(static_cast<Ask*>(t), v);
                                     },
                                     &verdict);
   if (st == PST_PENDING) {
     timer_ = std::make_unique<asio::steady_timer>(executor_, settings_.stage_timeout);
-    timer_->async_wait([self = shared_from_this(), attempt = attempt_](const boost::system::error_code& ec) {
-      if (ec || attempt != self->attempt_ || self->current_ == SIZE_MAX) return;
+    timer_->async_wait([self = shared_from_this(), attempt](const boost::system::error_code& ec) {
+      if (ec) return;
+      {
+        std::lock_guard lock(self->mutex_);
+        if (attempt != self->attempt_ || self->current_ == SIZE_MAX) return;
+      }
       Verdict v;
       v.kind = self->settings_.fail_open ? PST_VERDICT_CONTINUE : PST_VERDICT_TEMPFAIL;
       v.reason = "timeout";
@@ -177,7 +218,7 @@ void Transaction::next() {
     });
     return;
   }
-  --unanswered_;
+  delete ask;  // answered by the return value: the handle is the host's again
   Verdict v;
   if (st == PST_OK) {
     v.kind = verdict.kind;
@@ -195,13 +236,18 @@ void Transaction::next() {
 
 void Transaction::settle(Verdict v, bool from_filter) {
   if (timer_) timer_->cancel();
-  const FilterBinding& f = filters_[current_];
-  if (v.kind > PST_VERDICT_QUARANTINE) v.kind = PST_VERDICT_TEMPFAIL;
+  size_t filter;
   {
     std::lock_guard lock(mutex_);
+    filter = current_;
     current_ = SIZE_MAX;
-    log_.push_back(f.name + ":" + std::string(stage_name(stage_)) + "=" + std::string(kVerdicts[v.kind]) +
-                   (from_filter ? "" : "(" + v.reason + ")"));
+  }
+  if (v.kind > PST_VERDICT_QUARANTINE) v.kind = PST_VERDICT_TEMPFAIL;
+  sanitise(v.kind, v.code, v.enhanced, v.text);
+  {
+    std::lock_guard lock(mutex_);
+    log_.push_back(filters_[filter].name + ":" + std::string(stage_name(stage_)) + "=" +
+                   std::string(kVerdicts[v.kind]) + (from_filter ? "" : "(" + v.reason + ")"));
   }
   if (v.kind == PST_VERDICT_CONTINUE) return next();
   if (v.kind == PST_VERDICT_ACCEPT) return finish(Verdict{});  // skip the rest of this stage
@@ -221,20 +267,27 @@ void Transaction::finish(Verdict v) {
   auto live = conn_.lock();
   // NULL tells the protocol its connection is gone (free, touch nothing).
   done_(user_, live && live->open() ? &out : nullptr);
+  if (log_pending_) write_log();
+  if (protocol_) protocol_->end_job();  // after this, the protocol may be unloaded
 }
 
-void Transaction::end() {
-  ended_ = true;
+void Transaction::write_log() {
+  log_pending_ = false;
   std::string verdicts, score;
   {
     std::lock_guard lock(mutex_);
     for (const auto& l : log_) verdicts += (verdicts.empty() ? "" : ",") + l;
     score = std::to_string(score_);
   }
-  if (!log_.empty())
-    log_info("pipeline.transaction",
-             {{"conn", std::to_string(conn_id_)}, {"verdicts", verdicts}, {"score", score}});
-  if (unanswered_ == 0) self_.reset();  // may free this
+  if (!verdicts.empty())
+    log_info("pipeline.transaction", {{"conn", std::to_string(conn_id_)}, {"verdicts", verdicts}, {"score", score}});
+}
+
+void Transaction::end() {
+  ended_ = true;
+  if (running_) log_pending_ = true;  // the stage's last verdicts belong in the line
+  else write_log();
+  self_.reset();  // asks still out keep the transaction until they answer
 }
 
 }  // namespace postern::core

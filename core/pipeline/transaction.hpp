@@ -1,9 +1,10 @@
 // One pipeline transaction (pst_txn): the fields a protocol sets, the
 // filters in force when it began (leased), and the running of a stage's
-// filters in [pipeline] order with a per-filter timeout. Filters may add
-// headers, Authentication-Results entries and score, each only if they
-// declared the action. Lives on its connection's thread; filters may
-// answer or mutate from any thread (guarded by a mutex).
+// filters in [pipeline] order with a per-filter timeout. Each filter is
+// asked through its own handle (an Ask), so a late answer or a mutation
+// from a filter that is no longer the one being asked changes nothing.
+// Lives on its connection's thread; filters may answer, read or mutate from
+// any thread (guarded by a mutex).
 #pragma once
 
 #include <postern/abi.h>
@@ -11,19 +12,28 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-struct pst_txn {};
+// The two kinds of pst_txn handle: the protocol's transaction, and one
+// filter's ask. The tag tells the host functions which they were given.
+struct pst_txn {
+  enum Kind : uint32_t { transaction = 0x7478, ask = 0x6173 };
+  explicit pst_txn(Kind k) : kind(k) {}
+  Kind kind;
+};
 
 namespace postern::core {
 
 class Connection;
 class Generation;
+class HostContext;
 
 struct FilterBinding {
   std::shared_ptr<Generation> generation;
@@ -36,27 +46,34 @@ struct PipelineSettings {
   bool fail_open = false;  // default_action = "continue" instead of "tempfail"
 };
 
+class Transaction;
+
+// One filter asked about one stage: the handle that filter holds.
+struct Ask : pst_txn {
+  Ask(std::shared_ptr<Transaction> t, uint64_t n, size_t f) : pst_txn(pst_txn::ask), txn(std::move(t)), attempt(n), filter(f) {}
+  std::shared_ptr<Transaction> txn;  // alive until the filter answers
+  uint64_t attempt;
+  size_t filter;
+};
+
 class Transaction : public pst_txn, public std::enable_shared_from_this<Transaction> {
  public:
-  Transaction(std::weak_ptr<Connection> conn, boost::asio::any_io_executor executor, uint64_t conn_id,
-              std::vector<FilterBinding> filters, PipelineSettings settings);
+  Transaction(HostContext* protocol, std::weak_ptr<Connection> conn, boost::asio::any_io_executor executor,
+              uint64_t conn_id, std::vector<FilterBinding> filters, PipelineSettings settings);
 
   pst_status set(std::string_view field, std::string_view value);
-  // The fields only the host fills (peer, listener, TLS).
   void set_host_field(std::string_view field, std::string_view value);
   pst_status get(std::string_view field, size_t index, pst_str* out);
   pst_status run(pst_stage stage, pst_stage_done_fn done, void* user);
   void end();
 
-  // From filters, any thread.
-  pst_status add_header(std::string_view name, std::string_view value);
-  pst_status add_result(std::string_view result);
-  pst_status add_score(int32_t delta);
-  void filter_done(const pst_verdict_v1* verdict);
+  // From filters, any thread, through their Ask.
+  pst_status add_header(const Ask& ask, std::string_view name, std::string_view value);
+  pst_status add_result(const Ask& ask, std::string_view result);
+  pst_status add_score(const Ask& ask, int32_t delta);
+  static void answered(Ask* ask, const pst_verdict_v1* verdict);  // takes ownership of ask
 
-  // The transaction owns itself from begin until end() and, after that,
-  // until every filter that was asked has answered (a filter that never
-  // answers keeps it: a few KB, logged as a timeout).
+  // The protocol's handle keeps the transaction until end().
   void adopt(std::shared_ptr<Transaction> self) { self_ = std::move(self); }
 
  private:
@@ -68,8 +85,11 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   void next();
   void settle(Verdict v, bool from_filter);
   void finish(Verdict v);
-  bool allowed(uint32_t action) const;  // the running filter declared it (mutex held)
+  bool allowed(const Ask& ask, uint32_t action) const;  // mutex held
+  void refresh_host_fields();
+  void write_log();
 
+  HostContext* protocol_;  // the protocol's generation: counted as a job while a stage runs
   std::weak_ptr<Connection> conn_;
   boost::asio::any_io_executor executor_;
   uint64_t conn_id_;
@@ -77,22 +97,25 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   PipelineSettings settings_;
 
   mutable std::mutex mutex_;
-  std::multimap<std::string, std::string> fields_;
+  // Values stay allocated until the transaction dies: a filter may still be
+  // copying one that a later set() replaced.
+  std::multimap<std::string, std::shared_ptr<const std::string>> fields_;
+  std::vector<std::shared_ptr<const std::string>> replaced_;
   std::vector<std::string> headers_, results_;
-  std::string assembled_;  // authentication_results, built on demand
+  std::deque<std::string> assembled_;
   int64_t score_ = 0;
   std::vector<std::string> log_;
+  uint64_t attempt_ = 0;      // the current ask (guarded by mutex_)
+  size_t current_ = SIZE_MAX;  // the filter being asked (guarded by mutex_)
 
-  bool running_ = false, ended_ = false;
+  std::atomic<bool> running_{false};
+  bool ended_ = false, log_pending_ = false;
   pst_stage stage_ = PST_STAGE_CONNECT;
-  size_t index_ = 0;           // next filter of the stage
-  size_t current_ = SIZE_MAX;  // the filter that may answer now
-  uint64_t attempt_ = 0;       // tells a late answer from the current one
+  size_t index_ = 0;  // next filter of the stage
   pst_stage_done_fn done_ = nullptr;
   void* user_ = nullptr;
-  size_t unanswered_ = 0;  // filters asked, not answered yet (incl. timed out)
-  std::shared_ptr<Transaction> self_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  std::shared_ptr<Transaction> self_;
 };
 
 std::string_view stage_name(pst_stage s);

@@ -377,39 +377,55 @@ pst_status server_path(pst_host_ctx* ctx, pst_server_path which, pst_str* out) {
 
 // --- the message pipeline (1.2) ---
 
-Transaction* txn(pst_txn* t) { return static_cast<Transaction*>(t); }
+// The protocol's handle, or (for reads) a filter's ask of it.
+Transaction* txn(pst_txn* t) {
+  if (!t) return nullptr;
+  if (t->kind == pst_txn::transaction) return static_cast<Transaction*>(t);
+  if (t->kind == pst_txn::ask) return static_cast<Ask*>(t)->txn.get();
+  return nullptr;
+}
+const Ask* ask(pst_txn* t) { return t && t->kind == pst_txn::ask ? static_cast<Ask*>(t) : nullptr; }
+Transaction* own(pst_txn* t) { return t && t->kind == pst_txn::transaction ? static_cast<Transaction*>(t) : nullptr; }
 
 pst_txn* txn_begin(pst_host_ctx* ctx, pst_conn* c) {
   if (!ctx || !c || !conn(c)->open()) return nullptr;
   const ServiceDirectory* dir = host(ctx)->services().services;
   Connection* cn = conn(c);
-  auto t = std::make_shared<Transaction>(cn->weak_from_this(), cn->executor(), cn->id(),
-                                         dir ? dir->filters() : std::vector<FilterBinding>{},
-                                         dir ? dir->pipeline_settings() : PipelineSettings{});
+  auto [filters, settings] = dir ? dir->pipeline() : std::pair<std::vector<FilterBinding>, PipelineSettings>{};
+  auto t = std::make_shared<Transaction>(host(ctx), cn->weak_from_this(), cn->executor(), cn->id(),
+                                         std::move(filters), settings);
   t->set_host_field("peer", cn->peer());
   t->set_host_field("listener", cn->listener_name());
-  t->set_host_field("tls_version", cn->tls_version());
-  t->set_host_field("tls_cipher", cn->tls_cipher());
   t->adopt(t);
   return t.get();
 }
 void txn_end(pst_txn* t) {
-  if (t) txn(t)->end();
+  if (auto* x = own(t)) x->end();
 }
 pst_status txn_set(pst_txn* t, pst_str field, pst_str value) {
-  return t ? txn(t)->set(sv(field), sv(value)) : PST_ERR_INVALID;
+  auto* x = own(t);
+  return x ? x->set(sv(field), sv(value)) : PST_ERR_INVALID;
 }
 pst_status txn_get(pst_txn* t, pst_str field, size_t index, pst_str* out) {
-  return t && out ? txn(t)->get(sv(field), index, out) : PST_ERR_INVALID;
+  auto* x = txn(t);
+  return x && out ? x->get(sv(field), index, out) : PST_ERR_INVALID;
 }
 pst_status txn_run(pst_txn* t, pst_stage stage, pst_stage_done_fn done, void* user) {
-  return t ? txn(t)->run(stage, done, user) : PST_ERR_INVALID;
+  auto* x = own(t);
+  return x ? x->run(stage, done, user) : PST_ERR_INVALID;
 }
 pst_status txn_add_header(pst_txn* t, pst_str name, pst_str value) {
-  return t ? txn(t)->add_header(sv(name), sv(value)) : PST_ERR_INVALID;
+  auto* a = ask(t);
+  return a ? a->txn->add_header(*a, sv(name), sv(value)) : PST_ERR_UNSUPPORTED;
 }
-pst_status txn_add_result(pst_txn* t, pst_str result) { return t ? txn(t)->add_result(sv(result)) : PST_ERR_INVALID; }
-pst_status txn_add_score(pst_txn* t, int32_t delta) { return t ? txn(t)->add_score(delta) : PST_ERR_INVALID; }
+pst_status txn_add_result(pst_txn* t, pst_str result) {
+  auto* a = ask(t);
+  return a ? a->txn->add_result(*a, sv(result)) : PST_ERR_UNSUPPORTED;
+}
+pst_status txn_add_score(pst_txn* t, int32_t delta) {
+  auto* a = ask(t);
+  return a ? a->txn->add_score(*a, delta) : PST_ERR_UNSUPPORTED;
+}
 
 const pst_host_v1 kHostApi = {
     sizeof(pst_host_v1), PST_ABI_MAJOR,  PST_ABI_MINOR,  host_log,       config_root,      config_type,

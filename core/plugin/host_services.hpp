@@ -30,8 +30,8 @@ class ServiceDirectory {
  public:
   virtual ~ServiceDirectory() = default;
   virtual std::optional<ServiceBinding> find_service(const std::string& name) const = 0;
-  virtual std::vector<FilterBinding> filters() const = 0;
-  virtual PipelineSettings pipeline_settings() const = 0;
+  // The filter chain and its settings, from one plugin set.
+  virtual std::pair<std::vector<FilterBinding>, PipelineSettings> pipeline() const = 0;
 };
 
 struct HostServices {

@@ -20,14 +20,10 @@ PluginManager::PluginManager(HostServices services, std::string image_dir)
   services_.services = this;
 }
 
-PipelineSettings PluginManager::pipeline_settings() const {
+std::pair<std::vector<FilterBinding>, PipelineSettings> PluginManager::pipeline() const {
   auto set = current();
-  return set ? set->pipeline : PipelineSettings{};
-}
-
-std::vector<FilterBinding> PluginManager::filters() const {
-  auto set = current();
-  return set ? set->filters : std::vector<FilterBinding>{};
+  if (!set) return {};
+  return {set->filters, set->pipeline};
 }
 
 std::optional<ServiceBinding> PluginManager::find_service(const std::string& name) const {

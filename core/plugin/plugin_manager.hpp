@@ -58,8 +58,7 @@ class PluginManager : public ServiceDirectory {
   }
   // Any thread.
   std::optional<ServiceBinding> find_service(const std::string& name) const override;
-  std::vector<FilterBinding> filters() const override;
-  PipelineSettings pipeline_settings() const override;
+  std::pair<std::vector<FilterBinding>, PipelineSettings> pipeline() const override;
 
   // Drops the current set; done runs once every generation is unloaded.
   void shutdown(std::function<void()> done);

@@ -119,13 +119,19 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     if (!in.auth_user.empty()) p->set("auth_user", in.auth_user);
     if (stage == PST_STAGE_MAIL_FROM) p->set("mail_from", in.from);
     if (stage == PST_STAGE_RCPT_TO) p->set("rcpt", in.rcpt);
-    if (stage == PST_STAGE_DATA_END && in.message) p->set("message", *in.message);
+    if (stage == PST_STAGE_DATA_END && in.message && !p->set("message", *in.message))
+      return done(StageVerdict{PST_VERDICT_TEMPFAIL, 452, "4.3.1", "message too large to be checked"});
     p->run(static_cast<pst_stage>(stage), [done](Outcome o) {
       done(StageVerdict{static_cast<int>(o.kind), o.code, o.enhanced, o.text});
     });
   }
+  // What the connection's own stages (connect, helo) added comes first.
   std::vector<std::string> added_headers() override {
-    return mail_pipe_ ? mail_pipe_->added_headers() : std::vector<std::string>{};
+    std::vector<std::string> out;
+    for (Pipeline* p : {connection_pipe_.get(), mail_pipe_.get()})
+      if (p)
+        for (auto& h : p->added_headers()) out.push_back(std::move(h));
+    return out;
   }
   void transaction_done() override { mail_pipe_.reset(); }  // logs its one line
 

@@ -98,6 +98,7 @@ void Session::greet_now() {
       io_.close();
       return;
     }
+    if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) conn_disposition_ = v.kind;
     phase_ = Phase::command;
     reply(220, "", config_.hostname + " ESMTP Postern");
     process();
@@ -274,7 +275,10 @@ void Session::ehlo(const Command& c, bool extended) {
   wait();
   backend_.stage(PST_STAGE_HELO, in, [this, alive = std::weak_ptr<bool>(alive_), c, extended](StageVerdict v) {
     if (alive.expired()) return;
-    if (!refused(v)) greet_client(c.args, extended);
+    if (!refused(v)) {
+      if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) conn_disposition_ = v.kind;
+      greet_client(c.args, extended);
+    }
     resume();
   });
 }
@@ -351,7 +355,8 @@ void Session::mail(const Command& c) {
         envelope_ = Envelope{};
         envelope_.from = p.address;
         envelope_.params = p.params;
-        disposition_ = v.kind;  // discard/quarantine decided this early hold for the message
+        // Discard or quarantine decided before the message holds for it.
+        disposition_ = v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE ? v.kind : conn_disposition_;
         reply(250, "2.1.0", "sender OK");
       } else {
         backend_.transaction_done();
@@ -407,6 +412,7 @@ void Session::rcpt(const Command& c) {
         backend_.stage(PST_STAGE_RCPT_TO, in, [this, alive, p, l](StageVerdict v) {
           if (alive.expired()) return;
           if (!refused(v)) {
+            if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) disposition_ = v.kind;
             envelope_.rcpts.push_back(Recipient{p.address, l.account, p.params.notify, p.params.orcpt});
             reply(250, "2.1.5", "recipient OK");
           }

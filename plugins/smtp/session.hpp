@@ -186,7 +186,8 @@ class Session {
   std::string auth_address_;
 
   bool in_transaction_ = false;
-  int disposition_ = 0;  // a discard/quarantine verdict from an early stage
+  int disposition_ = 0;       // a discard/quarantine verdict from an early stage
+  int conn_disposition_ = 0;  // the same from connect/helo, for every message
   Envelope envelope_;
   std::unique_ptr<DataReader> reader_;
   enum class BdatError { none, syntax, no_transaction, no_recipients, too_big };

@@ -98,8 +98,8 @@ class Pipeline {
   // Without a 1.2 host there is no pipeline: every stage continues.
   bool active() const { return txn_ != nullptr; }
 
-  void set(std::string_view field, std::string_view value) const {
-    if (txn_) api_->txn_set(txn_, str(field), str(value));
+  bool set(std::string_view field, std::string_view value) const {
+    return !txn_ || api_->txn_set(txn_, str(field), str(value)) == PST_OK;
   }
   std::optional<std::string> get(std::string_view field, size_t index = 0) const {
     pst_str out{};
