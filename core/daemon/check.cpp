@@ -34,7 +34,7 @@ std::vector<std::string> check_configuration(const std::string& path) {
   }
   boost::asio::io_context unused_loop;
   WorkerPool no_workers(0, 0);  // init must not submit work
-  std::set<std::string> protocols;
+  std::set<std::string> protocols, filters;
   for (const PluginConfig& pc : config.plugins) {
     HostServices services;
     services.main = &unused_loop;
@@ -50,10 +50,14 @@ std::vector<std::string> check_configuration(const std::string& path) {
       continue;
     }
     for (auto& p : g->protocol_names()) protocols.insert(p);
+    for (auto& f : g->filter_names()) filters.insert(f);
     g->discard();
   }
   std::filesystem::remove_all(tmpl);
 
+  for (const std::string& f : config.pipeline.order)
+    if (!filters.count(f))
+      errors.push_back(path + ": pipeline.order: names filter \"" + f + "\", which no enabled plugin provides");
   for (const ListenerConfig& l : config.listeners)
     if (!protocols.count(l.protocol))
       errors.push_back(path + ": listeners." + l.name + ".protocol: listener \"" + l.name +

@@ -82,6 +82,12 @@ class Check(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertRegex(r.stderr, re.escape(path) + r":%d:\d+: " % line_of(text, "[log"))
 
+    def test_check_knows_the_filters(self):
+        path, _ = self.write_variant("order = []", 'order = ["spf"]')
+        r = check(path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('pipeline.order: names filter "spf", which no enabled plugin provides', r.stderr)
+
     def test_check_binds_no_port(self):
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
@@ -185,6 +191,22 @@ class Lifecycle(unittest.TestCase):
                                 "--config", d.config_path, "status"], capture_output=True, text=True, timeout=30)
             self.assertEqual(r.returncode, 3, r.stdout)
             self.assertIn("Permission denied", r.stderr)
+
+    def test_json_logs(self):
+        import json
+        d = Daemon(self, (ECHO % "1s").replace("[listeners.echo]", '[log]\nformat = "json"\n\n[listeners.echo]'))
+        d.proc = subprocess.Popen([POSTERND, "--config", d.config_path], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.addCleanup(d._cleanup)
+        d.reader = None
+        lines = []
+        for raw in d.proc.stderr:
+            lines.append(json.loads(raw))  # every line is one JSON object
+            if lines[-1]["event"] == "server.started":
+                break
+        self.assertEqual(lines[-1]["level"], "info")
+        self.assertIn("listener.started", [l["event"] for l in lines])
+        d.proc.terminate()
+        d.proc.wait(20)
 
     def test_cli_errors(self):
         r = subprocess.run([POSTERN, "--config", "/nonexistent.toml", "status"], capture_output=True, text=True)
