@@ -42,6 +42,10 @@ void usage() {
                "  keys new FILE                 write a new random master key to FILE (mode 0600; no daemon needed)\n"
                "  keys rotate                   rewrap every key under a new master key\n"
                "  store verify                  check every record, reference and quota counter\n"
+               "  queue list                    queued messages, their recipients and states\n"
+               "  queue show ID                 one queued message: envelope, states and headers\n"
+               "  queue retry [ID]              make one (or every) queued message due now\n"
+               "  queue delete ID               drop a queued message (no bounce is sent)\n"
                "FILE defaults to %s\n",
                POSTERN_DEFAULT_CONFIG);
 }
@@ -148,6 +152,10 @@ Request admin_request(const std::vector<std::string>& w) {
   }
   if (group == "quota" && verb == "show" && n == 3) return build("quota.get", {{"address", w[2]}});
   if (group == "keys" && verb == "rotate" && n == 2) return build("keys.rotate", {});
+  if (group == "queue" && verb == "list" && n == 2) return build("queue.list", {});
+  if (group == "queue" && (verb == "show" || verb == "delete") && n == 3) return build("queue." + verb, {{"id", w[2]}});
+  if (group == "queue" && verb == "retry" && (n == 2 || n == 3))
+    return n == 3 ? build("queue.retry", {{"id", w[2]}}) : build("queue.retry", {});
   if (group == "store" && verb == "verify" && n == 2) return build("store.verify", {});
   return {"", "usage"};
 }

@@ -76,6 +76,21 @@ void read_pipeline(Validator v, PipelineConfig& p) {
   p.fail_open = v.choice("default_action", {"tempfail", "continue"}, "tempfail") == "continue";
 }
 
+void read_delivery(Validator v, DeliveryConfig& d) {
+  v.allow_keys({"hostname", "concurrency", "lease", "retry", "retry_max", "lifetime", "poll"});
+  d.hostname = v.string("hostname", "");
+  d.concurrency = static_cast<uint32_t>(v.integer("concurrency", d.concurrency, 1, 1024));
+  d.lease = v.duration("lease", d.lease);
+  d.retry = v.duration("retry", d.retry);
+  d.retry_max = v.duration("retry_max", d.retry_max);
+  d.lifetime = v.duration("lifetime", d.lifetime);
+  d.poll = v.duration("poll", d.poll);
+  if (d.lease < std::chrono::seconds(10)) v.error_at("lease", "must be at least 10s");
+  if (d.retry < std::chrono::seconds(1)) v.error_at("retry", "must be at least 1s");
+  if (d.retry_max < d.retry) v.error_at("retry_max", "must not be shorter than retry");
+  if (d.poll < std::chrono::seconds(1)) v.error_at("poll", "must be at least 1s");
+}
+
 void read_listener(Validator v, const std::string& name, const TlsConfig& tls, ListenerConfig& l) {
   v.allow_keys({"address", "port", "protocol", "tls", "max_connections", "max_per_ip", "idle_timeout", "max_line",
                 "read_buffer", "write_buffer"});
@@ -116,11 +131,12 @@ void read_plugin(Validator v, const std::string& name, const ServerConfig& serve
 }
 
 void read_document(const toml::table& doc, Validator root, Config& c) {
-  root.allow_keys({"server", "log", "tls", "pipeline", "listeners", "plugins"});
+  root.allow_keys({"server", "log", "tls", "pipeline", "delivery", "listeners", "plugins"});
   read_server(root.sub("server"), c.server);
   read_log(root.sub("log"), c.log);
   read_tls(root.sub("tls"), c.tls);
   read_pipeline(root.sub("pipeline"), c.pipeline);
+  read_delivery(root.sub("delivery"), c.delivery);
   root.sub("listeners").each_named_table([&](const std::string& name, Validator v) {
     ListenerConfig l;
     read_listener(v, name, c.tls, l);

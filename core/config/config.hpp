@@ -92,6 +92,18 @@ struct PipelineConfig {
   bool fail_open = false;
 };
 
+// The delivery scheduler (core/delivery): how it takes queued mail to the
+// store, retries, and bounces.
+struct DeliveryConfig {
+  std::string hostname;                     // in DSNs (Reporting-MTA, From); "" = the host's name
+  uint32_t concurrency = 8;                 // messages being delivered at once
+  std::chrono::milliseconds lease{600'000};  // how long a claimed message is ours
+  std::chrono::milliseconds retry{60'000};   // first retry; doubles each attempt
+  std::chrono::milliseconds retry_max{4 * 3600'000};
+  std::chrono::milliseconds lifetime{5 * 24 * 3600'000LL};  // then undelivered recipients bounce
+  std::chrono::milliseconds poll{60'000};    // re-reads the queue this often, besides hints
+};
+
 struct LogConfig {
   bool json = false;
   pst_log_level level = PST_LOG_INFO;
@@ -104,6 +116,7 @@ struct Config {
   LogConfig log;
   TlsConfig tls;
   PipelineConfig pipeline;
+  DeliveryConfig delivery;
   std::vector<ListenerConfig> listeners;
   std::vector<PluginConfig> plugins;
 

@@ -155,6 +155,9 @@ int Daemon::run() {
   loops_->start();
   for (auto& l : listeners_) l->start();
   control_->start();
+  scheduler_ = std::make_unique<DeliveryScheduler>(*plugins_, main_, notify_, config_.delivery,
+                                                   config_.server.call_timeout);
+  scheduler_->start();
   wait_for_signal();
   log_info("server.started", {{"pid", std::to_string(::getpid())}, {"config", config_.path},
                               {"loops", std::to_string(loops_->size())},
@@ -233,6 +236,7 @@ void Daemon::reload(const ControlServer::Reply& reply) {
   plugins_->commit(plugins.set, next.server.drain_timeout);
   configure_logger(next.log);
   config_ = std::move(next);
+  scheduler_->reconfigure(config_.delivery);
   std::string summary;
   for (const auto& [name, g] : plugins_->current()->plugins)
     summary += name + " " + g->version() + " generation " + std::to_string(g->number()) + "\n";
@@ -245,6 +249,7 @@ void Daemon::begin_shutdown() {
   stopping_ = true;
   notify_systemd("STOPPING=1");
   for (auto& l : listeners_) l->stop();
+  if (scheduler_) scheduler_->stop();
   log_info("server.stopping", {{"connections", std::to_string(registry_.size())},
                                {"deadline_ms", std::to_string(config_.server.shutdown_timeout.count())}});
   shutdown_timer_ = std::make_unique<asio::steady_timer>(main_, config_.server.shutdown_timeout);
@@ -283,6 +288,7 @@ std::string Daemon::status() const {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_);
   out << "pid=" << ::getpid() << " uptime_s=" << uptime.count() << " connections=" << registry_.size()
       << " state=" << (stopping_ ? "stopping" : "running") << "\n";
+  if (scheduler_) out << "delivery in_flight=" << scheduler_->in_flight() << "\n";
   for (const auto& g : plugins_->status()) {
     out << "plugin name=" << g.name << " version=" << g.version << " generation=" << g.generation
         << " state=" << g.state << " sessions=" << g.sessions << "\n";

@@ -5,6 +5,7 @@
 
 #include "config/config.hpp"
 #include "control/control_server.hpp"
+#include "delivery/scheduler.hpp"
 #include "net/connection_registry.hpp"
 #include "net/listener.hpp"
 #include "plugin/plugin_manager.hpp"
@@ -58,6 +59,7 @@ class Daemon {
   std::atomic<uint64_t> connection_ids_{0};
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<DeliveryScheduler> scheduler_;  // uses plugins_ and notify_: declared after them
   boost::asio::signal_set signals_;
   std::chrono::steady_clock::time_point started_at_;
   bool stopping_ = false;

@@ -1,14 +1,13 @@
 // smtp: serves protocols "smtp" (MX), "submission" (STARTTLS, then AUTH)
 // and "submissions" (implicit TLS). The state machine is session.cpp; this
-// file connects it to the host (bytes, TLS, timers) and to the store (the
-// SDK's StoreClient) for lookups, logins and delivery.
-//
-// Until the core's spool lands, a message is delivered into the store
-// before 250 is sent: in one transaction for all its local recipients, so
-// 250 still means "on disk", and a 451 means nobody got it.
+// file connects it to the host (bytes, TLS, timers), to the store (the
+// SDK's StoreClient) for lookups and logins, and to the queue: 250 after
+// the data means the message is durable in the spool; the core's delivery
+// scheduler takes it from there.
 #include "session.hpp"
 
 #include <postern/sdk.hpp>
+#include <postern/queue.hpp>
 #include <postern/store.hpp>
 
 #include <unistd.h>
@@ -30,7 +29,8 @@ struct Settings {
 class Connection final : public ProtocolSession, public Io, public Backend {
  public:
   Connection(sdk::Connection conn, Host host, const Settings& settings, const ConnInfo& info)
-      : ProtocolSession(conn), host_(host), store_(host, conn.handle()), peer_(info.peer_addr),
+      : ProtocolSession(conn), host_(host), store_(host, conn.handle()), queue_(host, conn.handle()),
+        peer_(info.peer_addr),
         hostname_(settings.hostname), session_(config(settings, info), *this, *this, info.peer_addr), pause_(mode(info) == Mode::mx
                                                                                    ? settings.greet_pause
                                                                                    : std::chrono::milliseconds(0)) {}
@@ -135,30 +135,34 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   }
   void transaction_done() override { mail_pipe_.reset(); }  // logs its one line
 
+  // Hands the message to the queue; 250 only once it is durable there.
   void deliver(const Envelope& envelope, std::string message, const std::string& mailbox,
                std::function<void(DeliverResult)> done) override {
-    Record request;
-    if (!mailbox.empty()) request.add("mailbox", mailbox);
-    for (const Recipient& r : envelope.rcpts) request.add("account", r.account);
-    size_t size = message.size();
-    request.add("data", std::move(message));
-    std::string from = envelope.from.str(), rcpts = std::to_string(envelope.rcpts.size()), protocol = envelope.protocol;
-    store_.raw("store", "deliver.accounts", request,
-               [this, done, from, rcpts, protocol, size](Result<Record> r) {
-                 if (!r && r.error().status == PST_ERR_QUOTA)  // nobody got it; the sender retries
-                   return done(DeliverResult{DeliverResult::temporary, r.error().message, 452, "4.2.2"});
-                 if (!r) {
-                   bool temporary = r.error().retryable() || r.error().status == PST_ERR;
-                   host_.warning("smtp.deliver_failed", {{"peer", peer_}, {"reason", r.error().message}});
-                   return done(DeliverResult{temporary ? DeliverResult::temporary : DeliverResult::permanent,
-                                             "the message could not be stored; try again later"});
-                 }
-                 size_t delivered = r->all("delivered").size();
-                 host_.info("smtp.delivered", {{"peer", peer_}, {"from", from}, {"rcpts", rcpts},
-                                               {"size", std::to_string(size)}, {"with", protocol},
-                                               {"stored", std::to_string(delivered)}});
-                 done(DeliverResult{DeliverResult::ok, "message accepted"});
-               });
+    QueuedMessage m;
+    m.sender = envelope.from.str();
+    for (const Recipient& r : envelope.rcpts) m.rcpts.push_back({r.address.str(), r.account, r.notify, r.orcpt});
+    m.ret = envelope.params.ret;
+    m.envid = envelope.params.envid;
+    m.body = envelope.params.body;
+    m.smtputf8 = envelope.params.smtputf8;
+    m.mailbox = mailbox;
+    m.peer = envelope.peer;
+    m.helo = envelope.helo;
+    m.protocol = envelope.protocol;
+    m.auth = envelope.auth_address;
+    std::string from = m.sender, rcpts = std::to_string(m.rcpts.size()), protocol = envelope.protocol,
+                size = std::to_string(message.size());
+    queue_.enqueue(m, message, [this, done, from, rcpts, protocol, size](Result<Enqueued> r) {
+      if (!r) {
+        host_.warning("smtp.queue_failed", {{"peer", peer_}, {"reason", r.error().message}});
+        bool permanent = r.error().status == PST_ERR_INVALID;
+        return done(DeliverResult{permanent ? DeliverResult::permanent : DeliverResult::temporary,
+                                  "the message could not be queued; try again later"});
+      }
+      host_.info("smtp.queued", {{"peer", peer_}, {"id", r->id}, {"from", from}, {"rcpts", rcpts}, {"size", size},
+                                 {"with", protocol}, {"batch", std::to_string(r->batch)}});
+      done(DeliverResult{DeliverResult::ok, "message accepted, queued as " + r->id});
+    });
   }
 
  private:
@@ -180,6 +184,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
 
   Host host_;
   StoreClient store_;
+  QueueClient queue_;
   std::string peer_, hostname_;
   std::unique_ptr<Pipeline> connection_pipe_, mail_pipe_;
   Session session_;

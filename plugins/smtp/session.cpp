@@ -2,6 +2,7 @@
 
 #include <postern/abi.h>
 #include <postern/base64.hpp>
+#include <postern/mail_date.hpp>
 
 #include <algorithm>
 #include <ctime>
@@ -9,15 +10,6 @@
 
 namespace postern::smtp {
 namespace {
-
-std::string rfc5322_date() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
 
 bool is_digits(std::string_view s) {
   return !s.empty() && s.size() <= 19 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
@@ -407,18 +399,7 @@ void Session::rcpt(const Command& c) {
           reply(452, "4.2.2", "mailbox full");
           break;
         }
-        StageInput in = stage_input();
-        in.rcpt = p.address.str();
-        backend_.stage(PST_STAGE_RCPT_TO, in, [this, alive, p, l](StageVerdict v) {
-          if (alive.expired()) return;
-          if (!refused(v)) {
-            if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) disposition_ = v.kind;
-            envelope_.rcpts.push_back(Recipient{p.address, l.account, p.params.notify, p.params.orcpt});
-            reply(250, "2.1.5", "recipient OK");
-          }
-          resume();
-        });
-        return;  // resumes when the stage ends
+        return accept_recipient(p.address, p.params, l.account);  // resumes when the stage ends
       }
       case Lookup::unknown_user:
         error(550, "5.1.1", "no such user here");
@@ -428,13 +409,30 @@ void Session::rcpt(const Command& c) {
           error(554, "5.7.1", "relay access denied");
           io_.log("smtp.relay_denied", {{"peer", peer_}, {"rcpt_domain", p.address.domain}});
         } else {
-          // The outbound spool and transport arrive with their issues.
-          reply(451, "4.3.2", "outbound delivery is not available yet");
+          // Authenticated submission relays: the message waits in the
+          // queue for the outbound transport.
+          return accept_recipient(p.address, p.params, 0);
         }
         break;
       case Lookup::temporary:
         reply(451, "4.3.0", "temporary failure checking the recipient; try again");
         break;
+    }
+    resume();
+  });
+}
+
+// The rcpt_to stage decides; account 0 is a remote recipient.
+void Session::accept_recipient(const Address& address, const Parameters& params, uint64_t account) {
+  StageInput in = stage_input();
+  in.rcpt = address.str();
+  backend_.stage(PST_STAGE_RCPT_TO, in, [this, alive = std::weak_ptr<bool>(alive_), address, params,
+                                         account](StageVerdict v) {
+    if (alive.expired()) return;
+    if (!refused(v)) {
+      if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) disposition_ = v.kind;
+      envelope_.rcpts.push_back(Recipient{address, account, params.notify, params.orcpt});
+      reply(250, "2.1.5", "recipient OK");
     }
     resume();
   });
@@ -628,7 +626,7 @@ void Session::deliver_message(const std::string& message, const std::string& mai
                         envelope_.protocol;
   if (secure()) headers += " (" + tls_version_ + " with cipher " + tls_cipher_ + ")";
   if (envelope_.rcpts.size() == 1) headers += "\r\n\tfor <" + envelope_.rcpts[0].address.str() + ">";
-  headers += ";\r\n\t" + rfc5322_date() + "\r\n";
+  headers += ";\r\n\t" + sdk::rfc5322_date() + "\r\n";
   std::vector<std::string> added = backend_.added_headers();
   for (auto it = added.rbegin(); it != added.rend(); ++it) headers = *it + "\r\n" + headers;
   backend_.deliver(envelope_, headers + message, mailbox,

@@ -146,6 +146,7 @@ class Session {
   void ehlo(const Command& c, bool extended);
   void mail(const Command& c);
   void rcpt(const Command& c);
+  void accept_recipient(const Address& address, const Parameters& params, uint64_t account);
   void data(const Command& c);
   void bdat(const Command& c);
   void auth(const Command& c);

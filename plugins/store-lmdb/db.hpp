@@ -34,6 +34,10 @@ enum class Table : unsigned {
   blobs,          // blob id -> message bytes
   blob_refs,      // blob id -> {account, refs}
   counters,       // account id -> {bytes, messages}
+  spool,          // queue id -> {envelope, recipients and their states, lease}
+  spool_data,     // queue id -> message bytes
+  spool_due,      // due time (ms) | queue id -> "" (the schedule)
+  deliveries,     // delivery id -> "" (local deliveries done: idempotency)
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

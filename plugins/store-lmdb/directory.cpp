@@ -61,7 +61,8 @@ std::optional<std::string> normalise_address(std::string_view address) {
 
 Store::Store(const std::string& dir, size_t map_size, const Key& master, Argon2Params argon2, Publish publish)
     : db_(std::make_unique<Db>(dir, map_size)), vault_(std::make_unique<Vault>(*db_, master)), argon2_(argon2),
-      publish_(std::move(publish)), dummy_hash_(argon2id_hash(random_bytes(16), argon2)) {}
+      publish_(std::move(publish)), spool_(std::make_unique<Spool>(*db_, *vault_, publish_)),
+      dummy_hash_(argon2id_hash(random_bytes(16), argon2)) {}
 
 // --- lookups ---
 

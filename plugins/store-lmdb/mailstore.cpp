@@ -341,8 +341,14 @@ Record Store::deliver_accounts(const Record& r) {
   // Ascending ids: several writers would lock mailboxes in one order
   // (SCALE-OUT rule 1); LMDB's single writer makes it free here.
   std::sort(accounts.begin(), accounts.end());
+  std::string delivery_id(r.get_or("delivery_id", ""));
+  if (delivery_id.size() > 128) throw StoreError(PST_ERR_INVALID, "delivery_id too long");
   Txn txn(*db_, true);
   Record out;
+  if (!delivery_id.empty()) {
+    if (txn.get(Table::deliveries, delivery_id)) return out.add("duplicate", 1);
+    txn.put(Table::deliveries, delivery_id, "");
+  }
   std::vector<std::pair<uint64_t, Mailbox>> changed;
   for (uint64_t account : accounts) {
     Mailbox m = require_mailbox(txn, account, r.get_or("mailbox", "INBOX"));

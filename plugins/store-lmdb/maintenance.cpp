@@ -137,6 +137,7 @@ Record Store::verify(const Record&) {
               " bytes in " + std::to_string(num(*c, "messages")) + " messages, the messages add up to " +
               std::to_string(bytes) + " bytes in " + std::to_string(messages));
   }
+  spool_->verify(txn, problem, checked);
   return out.add("checked", checked);
 }
 

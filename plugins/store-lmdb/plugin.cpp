@@ -1,15 +1,18 @@
 // store-lmdb: the encrypted LMDB mail store and account directory.
 //
-// Provides three services:
+// Provides four services:
 //   "store"  mail and directory operations for protocol plugins (records),
 //   "auth"   credential checks ("verify", "scram"), routed here by the core,
+//   "queue"  the durable spool (spool.hpp; contract in postern/queue.hpp),
 //   "admin"  the `postern` commands (human-readable replies).
 // Every operation runs on the host's worker pool; none on an event loop.
 #include "store.hpp"
 
 #include <postern/sdk.hpp>
 
+#include <algorithm>
 #include <array>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 
@@ -22,7 +25,7 @@ pst_status status_of(const StoreError& e) { return e.status; }
 
 class Plugin : public sdk::Plugin {
  public:
-  static constexpr std::array<std::string_view, 3> services{"store", "auth", "admin"};
+  static constexpr std::array<std::string_view, 4> services{"store", "auth", "queue", "admin"};
 
   bool configure(Config cfg) override {
     cfg.allow_keys({"directory", "master_key_file", "map_size_mb", "argon2_memory_kib", "argon2_iterations",
@@ -75,7 +78,7 @@ class Plugin : public sdk::Plugin {
     std::string svc(service), m(method);
     Record req = std::move(*parsed);
     bool queued = host().submit(
-        nullptr, [this, svc, m, req, reply] { run(svc, m, req, *reply); },
+        nullptr, [this, svc, m, req, reply] { run(svc, m, req, reply); },
         [reply](bool ran) {
           if (!ran) reply->error(PST_ERR_RETRYABLE, "the store is shutting down");
         });
@@ -84,9 +87,11 @@ class Plugin : public sdk::Plugin {
 
  private:
   // On a worker thread.
-  void run(const std::string& service, const std::string& method, const Record& req, Reply& reply) {
+  void run(const std::string& service, const std::string& method, const Record& req, const ReplyPtr& reply_ptr) {
+    Reply& reply = *reply_ptr;
     try {
       if (service == "admin") return reply.ok(admin(method, req));
+      if (service == "queue") return queue(method, req, reply_ptr);
       std::string m = service == "auth" ? "auth." + method : method;
       auto handler = Store::find(m);
       if (!handler) return reply.error(PST_ERR_UNSUPPORTED, "unknown method " + method);
@@ -104,9 +109,24 @@ class Plugin : public sdk::Plugin {
     }
   }
 
+  // The reply of enqueue comes from the spool's committer thread, once the
+  // message is durable; the other queue methods answer here.
+  void queue(const std::string& method, const Record& req, const ReplyPtr& reply) {
+    if (method == "enqueue") {
+      return store_->spool().enqueue(req, [reply](int status, const std::string& text) {
+        if (status == PST_OK) reply->ok(text);
+        else reply->error(static_cast<pst_status>(status), text);
+      });
+    }
+    auto handler = Spool::find(method);
+    if (!handler) return reply->error(PST_ERR_UNSUPPORTED, "unknown method " + method);
+    reply->ok((store_->spool().*handler)(req).encode());
+  }
+
   // The `postern` commands: the same operations, answered in text.
   std::string admin(const std::string& method, const Record& req);
   std::string rotate_keys();
+  std::string queue_admin(const std::string& command, const Record& req);
   std::unique_ptr<Store> open_store(const Key& master);
 
   std::string directory_, key_file_;
@@ -167,8 +187,65 @@ std::string done_message(const std::string& method, const Record& out) {
   return text;
 }
 
+// "2026-11-28 10:43:23Z" for a unix time in milliseconds.
+std::string utc(uint64_t ms) {
+  time_t t = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
+  return buf;
+}
+
+// One queued message as `postern queue list` shows it: a line for the
+// envelope, one per recipient with its state.
+std::string describe(const Record& e) {
+  auto f = [&](std::string_view k) { return std::string(e.get_or(k, "")); };
+  std::string sender = f("sender").empty() ? "<>" : f("sender");
+  std::string text = f("id") + "  " + f("size") + " bytes  " + utc(e.number("received").value_or(0)) + "  from " +
+                     sender + (f("kind") == "dsn" ? "  (delivery status notification)" : "") + "\n";
+  if (!f("token").empty()) text += "    being delivered now\n";
+  else if (e.number("attempts").value_or(0) > 0)
+    text += "    " + f("attempts") + " attempts; next " + utc(e.number("next_attempt").value_or(0)) +
+            (f("last_error").empty() ? "" : "; last: " + f("last_error")) + "\n";
+  for (auto raw : e.all("rcpt")) {
+    auto r = Record::parse(raw).value_or(Record());
+    std::string state(r.get_or("state", "pending")), status(r.get_or("status", "")), why(r.get_or("text", ""));
+    text += "    to " + std::string(r.get_or("address", "")) + "  " + state;
+    if (!status.empty() || !why.empty()) text += " (" + status + (status.empty() || why.empty() ? "" : " ") + why + ")";
+    text += "\n";
+  }
+  return text;
+}
+
+std::string Plugin::queue_admin(const std::string& command, const Record& req) {
+  Spool& spool = store_->spool();
+  if (command == "list") {
+    std::vector<Record> entries;
+    for (auto raw : spool.list(req).all("entry")) entries.push_back(Record::parse(raw).value_or(Record()));
+    std::sort(entries.begin(), entries.end(), [](const Record& a, const Record& b) {
+      return a.number("received").value_or(0) < b.number("received").value_or(0);
+    });
+    std::string text;
+    for (auto& e : entries) text += describe(e);
+    return text + std::to_string(entries.size()) + (entries.size() == 1 ? " message" : " messages") + " queued\n";
+  }
+  if (command == "show") {
+    Record e = spool.show(req);
+    return describe(e) + "\n" + std::string(e.get_or("headers", ""));
+  }
+  if (command == "retry") return "made " + std::string(spool.retry(req).get_or("retried", "0")) + " due now\n";
+  if (command == "delete") {
+    Record out = spool.remove(req);
+    return "deleted " + std::string(out.get_or("id", "")) + " (from " + std::string(out.get_or("sender", "")) + ", " +
+           std::string(out.get_or("rcpts", "0")) + " recipients) without a bounce\n";
+  }
+  throw StoreError(PST_ERR_UNSUPPORTED, "unknown command queue." + command);
+}
+
 std::string Plugin::admin(const std::string& method, const Record& req) {
   if (method == "keys.rotate") return rotate_keys();
+  if (method.starts_with("queue.")) return queue_admin(method.substr(6), req);
   auto handler = Store::find(method);
   if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver")
     throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);

@@ -7,6 +7,7 @@
 
 #include "credentials.hpp"
 #include "db.hpp"
+#include "spool.hpp"
 #include "vault.hpp"
 
 #include <postern/record.hpp>
@@ -52,7 +53,8 @@ class Store {
   Record message_append(const Record& r);
   Record deliver(const Record& r);
   // One message to several accounts' mailboxes in one transaction: all
-  // stored or none (a full mailbox is skipped and reported, not fatal).
+  // stored or none. With delivery_id, a repeated delivery (the scheduler
+  // retrying after a crash) stores nothing and answers duplicate=1.
   Record deliver_accounts(const Record& r);
   Record message_list(const Record& r);
   Record message_fetch(const Record& r);
@@ -65,6 +67,9 @@ class Store {
   Record verify(const Record& r);
   // Rewraps every key under a new master key (see vault.hpp).
   void rotate(const Key& new_master);
+
+  // The durable spool, in the same environment ("queue" service).
+  Spool& spool() { return *spool_; }
 
   using Handler = Record (Store::*)(const Record&);
   // The method table of the "store" service.
@@ -105,6 +110,7 @@ class Store {
   std::unique_ptr<Vault> vault_;
   Argon2Params argon2_;
   Publish publish_;
+  std::unique_ptr<Spool> spool_;  // after db_ and vault_: destroyed before them
   std::string dummy_hash_;  // verified against for unknown users: equal timing
 };
 

@@ -285,8 +285,12 @@ TEST_CASE("submission: AUTH PLAIN, LOGIN and SCRAM-SHA-256; sender must be the a
   CHECK(h.send("AUTH PLAIN\r\n") == "503 5.5.1 already authenticated\r\n");
   CHECK(h.send("MAIL FROM:<bob@example.org>\r\n") == "553 5.7.1 sender address not owned by alice@example.org\r\n");
   CHECK(h.send("MAIL FROM:<postmaster@example.org>\r\n") == "250 2.1.0 sender OK\r\n");  // an alias of the account
-  CHECK(h.send("RCPT TO:<friend@elsewhere.example>\r\n") == "451 4.3.2 outbound delivery is not available yet\r\n");
+  // A remote recipient is queued for the outbound transport.
+  CHECK(h.send("RCPT TO:<friend@elsewhere.example>\r\n") == "250 2.1.5 recipient OK\r\n");
   h.send("RCPT TO:<bob@example.org>\r\nDATA\r\nx\r\n.\r\n");
+  REQUIRE(h.backend.delivered.back().first.rcpts.size() == 2);
+  CHECK(h.backend.delivered.back().first.rcpts[0].account == 0);
+  CHECK(h.backend.delivered.back().first.rcpts[1].account != 0);
   CHECK(h.backend.delivered.back().second.find("with ESMTPSA (TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)") !=
         std::string::npos);
 

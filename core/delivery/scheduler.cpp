@@ -1,0 +1,310 @@
+#include "delivery/scheduler.hpp"
+
+#include "delivery/dsn.hpp"
+#include "log/logger.hpp"
+#include "plugin/host_context.hpp"
+#include "runtime/notify_hub.hpp"
+
+#include <postern/hex.hpp>
+#include <postern/queue.hpp>
+
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace postern::core {
+namespace {
+
+using sdk::Record;
+using Clock = std::chrono::steady_clock;
+
+uint64_t unix_ms() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+std::string random_token() {
+  unsigned char bytes[12];
+  RAND_bytes(bytes, sizeof bytes);
+  return sdk::to_hex(std::string_view(reinterpret_cast<char*>(bytes), sizeof bytes));
+}
+
+std::string field(const Record& r, std::string_view key) { return std::string(r.get_or(key, "")); }
+
+constexpr std::string_view kWaitingForTransport = "waiting for an outbound transport";
+
+}  // namespace
+
+struct DeliveryScheduler::Job {
+  struct Recipient {
+    uint64_t index = 0, account = 0;
+    std::string address, notify, orcpt, delivery_id, state, status, text;
+    bool changed = false;  // decided in this run: reported to the queue
+  };
+  std::string id, token, sender, mailbox, envid, ret, kind, data;
+  uint64_t received = 0, attempts = 0;
+  std::vector<Recipient> rcpts;
+  size_t next = 0;
+  std::string error;  // the last temporary failure
+  Clock::time_point leased_at = Clock::now();
+
+  void decide(Recipient& r, std::string state, std::string status, std::string text) {
+    r.state = std::move(state);
+    r.status = std::move(status);
+    r.text = std::move(text);
+    r.changed = true;
+  }
+};
+
+DeliveryScheduler::DeliveryScheduler(const ServiceDirectory& services, boost::asio::io_context& main,
+                                     NotifyHub& notify, DeliveryConfig config, std::chrono::milliseconds call_timeout)
+    : services_(services), main_(main), notify_(notify), call_timeout_(call_timeout), timer_(main) {
+  reconfigure(std::move(config));
+}
+
+DeliveryScheduler::~DeliveryScheduler() { stop(); }
+
+void DeliveryScheduler::reconfigure(DeliveryConfig config) {
+  config_ = std::move(config);
+  hostname_ = config_.hostname;
+  if (hostname_.empty()) {
+    char name[256] = "localhost";
+    ::gethostname(name, sizeof name - 1);
+    hostname_ = name;
+  }
+}
+
+void DeliveryScheduler::start() {
+  if (running_) return;
+  running_ = true;
+  auto sub = std::make_shared<NotifyHub::Subscriber>();
+  sub->executor = main_.get_executor();
+  sub->owner = this;
+  sub->deliver = [this, alive = std::weak_ptr<bool>(alive_)](const std::string&, const std::string&) {
+    if (!alive.expired()) poll();
+  };
+  subscription_ = notify_.subscribe("queue:ready", sub);
+  poll();
+}
+
+void DeliveryScheduler::stop() {
+  if (!running_) return;
+  running_ = false;
+  notify_.unsubscribe(subscription_);
+  timer_.cancel();
+}
+
+void DeliveryScheduler::call(const std::string& service, const std::string& method, const Record& request,
+                             std::function<void(pst_status, std::string_view)> done) {
+  call_service(services_, main_, service, method, request.encode(), call_timeout_,
+               [alive = std::weak_ptr<bool>(alive_), done = std::move(done)](pst_status s, std::string_view reply) {
+                 if (!alive.expired()) done(s, reply);
+               });
+}
+
+void DeliveryScheduler::arm(std::chrono::milliseconds after) {
+  if (!running_) return;
+  timer_.expires_after(std::min(after, config_.poll));
+  timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
+    if (!ec && !alive.expired()) poll();
+  });
+}
+
+// --- claiming ---
+
+void DeliveryScheduler::poll() {
+  if (!running_) return;
+  if (claiming_) {
+    again_ = true;  // a hint arrived while a claim is answered: claim once more
+    return;
+  }
+  if (in_flight_ >= config_.concurrency) return;  // done() polls again
+  claiming_ = true;
+  Record request;
+  request.add("limit", config_.concurrency - in_flight_).add("lease_ms", config_.lease.count());
+  call("queue", "claim", request, [this](pst_status s, std::string_view reply) { claimed(s, reply); });
+}
+
+void DeliveryScheduler::claimed(pst_status status, std::string_view reply) {
+  claiming_ = false;
+  if (status != PST_OK) {
+    // No queue configured is a valid set-up (a server without a store);
+    // anything else is logged and retried at the next poll.
+    if (status != PST_ERR_NOT_FOUND) log_warning("delivery.claim_failed", {{"reason", reply}});
+    return arm(config_.poll);
+  }
+  auto r = Record::parse(reply).value_or(Record());
+  for (auto raw : r.all("message")) {
+    auto m = Record::parse(raw).value_or(Record());
+    auto job = std::make_shared<Job>();
+    job->id = field(m, "id");
+    job->token = field(m, "token");
+    job->sender = field(m, "sender");
+    job->mailbox = field(m, "mailbox");
+    job->envid = field(m, "envid");
+    job->ret = field(m, "ret");
+    job->kind = field(m, "kind");
+    job->received = m.number("received").value_or(0);
+    job->attempts = m.number("attempts").value_or(0);
+    job->data = field(m, "data");
+    for (auto rr : m.all("rcpt")) {
+      auto x = Record::parse(rr).value_or(Record());
+      job->rcpts.push_back({x.number("index").value_or(0), x.number("account").value_or(0), field(x, "address"),
+                            field(x, "notify"), field(x, "orcpt"), field(x, "delivery_id"), field(x, "state"),
+                            field(x, "status"), field(x, "text")});
+    }
+    ++in_flight_;
+    run(job);
+  }
+  uint64_t next_due = r.number("next_due").value_or(0), now = unix_ms();
+  arm(next_due ? std::chrono::milliseconds(next_due > now ? next_due - now : 0) : config_.poll);
+  if (again_) {
+    again_ = false;
+    poll();
+  }
+}
+
+// --- one message ---
+
+void DeliveryScheduler::run(const std::shared_ptr<Job>& job) {
+  uint64_t lifetime = static_cast<uint64_t>(config_.lifetime.count());
+  if (job->received + lifetime < unix_ms()) {
+    for (auto& r : job->rcpts)
+      if (r.state == "pending")
+        job->decide(r, "failed", "4.4.7",
+                    "delivery time expired" + (r.text.empty() ? std::string() : " (last: " + r.text + ")"));
+    return finish(job);
+  }
+  deliver_next(job);
+}
+
+// Local recipients one at a time, each under its own delivery id.
+void DeliveryScheduler::deliver_next(const std::shared_ptr<Job>& job) {
+  auto& rcpts = job->rcpts;
+  while (job->next < rcpts.size() && (rcpts[job->next].state != "pending" || rcpts[job->next].account == 0)) {
+    auto& r = rcpts[job->next++];
+    if (r.state == "pending" && r.text != kWaitingForTransport) job->decide(r, "pending", "4.4.0", std::string(kWaitingForTransport));
+  }
+  if (job->next == rcpts.size()) return finish(job);
+  // A long message list outlives half its lease: renew before going on.
+  if (Clock::now() - job->leased_at > config_.lease / 2) {
+    Record renew;
+    renew.add("id", job->id).add("token", job->token).add("lease_ms", config_.lease.count());
+    return call("queue", "renew", renew, [this, job](pst_status s, std::string_view reply) {
+      if (s != PST_OK) {
+        log_warning("delivery.lease_lost", {{"id", job->id}, {"reason", reply}});
+        return done(job);
+      }
+      job->leased_at = Clock::now();
+      deliver_next(job);
+    });
+  }
+  auto& r = rcpts[job->next];
+  Record request;
+  request.add("account", r.account).add("delivery_id", r.delivery_id);
+  if (!job->mailbox.empty()) request.add("mailbox", job->mailbox);
+  // RFC 5321 §4.4: final delivery records the reverse-path.
+  request.add("data", "Return-Path: <" + job->sender + ">\r\n" + job->data);
+  call("store", "deliver.accounts", request, [this, job](pst_status s, std::string_view reply) {
+    auto& r = job->rcpts[job->next++];
+    if (s == PST_OK) {
+      bool duplicate = Record::parse(reply).value_or(Record()).get("duplicate").has_value();
+      job->decide(r, "delivered", "2.0.0", duplicate ? "delivered earlier" : "delivered");
+      log_info("delivery.delivered", {{"id", job->id}, {"to", r.address}, {"account", std::to_string(r.account)},
+                                      {"duplicate", duplicate ? "yes" : "no"}});
+    } else if (s == PST_ERR_QUOTA) {
+      job->decide(r, "failed", "5.2.2", "mailbox full");
+    } else if (s == PST_ERR_NOT_FOUND) {
+      job->decide(r, "failed", "5.1.1", "the mailbox no longer exists");
+    } else if (s == PST_ERR_INVALID) {
+      job->decide(r, "failed", "5.3.0", "the store refused the message: " + std::string(reply));
+    } else {
+      job->decide(r, "pending", "4.3.0", std::string(reply));
+      job->error = std::string(reply);
+    }
+    if (r.state == "failed")
+      log_warning("delivery.failed", {{"id", job->id}, {"to", r.address}, {"status", r.status}, {"reason", r.text}});
+    deliver_next(job);
+  });
+}
+
+// Reports what this run decided, with a DSN for the sender when one is due.
+void DeliveryScheduler::finish(const std::shared_ptr<Job>& job) {
+  DsnReport report;
+  for (auto& r : job->rcpts) {
+    if (!r.changed || (r.state != "failed" && r.state != "delivered")) continue;
+    if (!dsn_wanted(r.notify, r.state)) continue;
+    report.recipients.push_back({r.address, r.orcpt, r.state, r.status, r.text});
+  }
+  // Never a report about a report (RFC 3464 §2: sent from the null path).
+  if (report.recipients.empty() || job->sender.empty() || job->kind == "dsn") return settle(job, Record());
+  call("store", "resolve", Record().add("address", job->sender), [this, job, report](pst_status s,
+                                                                                      std::string_view reply) mutable {
+    uint64_t account = 0;
+    if (s == PST_OK) {
+      account = Record::parse(reply).value_or(Record()).number("account").value_or(0);
+    } else if (s == PST_ERR_NOT_FOUND) {
+      log_warning("delivery.dsn_dropped", {{"id", job->id}, {"reason", "the sender no longer exists"}});
+      return settle(job, Record());
+    } else {
+      // Without the sender's route the report cannot be queued: report
+      // nothing now; the next attempt decides again (deliveries made are
+      // remembered by their ids).
+      for (auto& r : job->rcpts) r.changed = false;
+      job->error = "cannot route the delivery report: " + std::string(reply);
+      return settle(job, Record());
+    }
+    report.reporting_mta = hostname_;
+    report.envid = job->envid;
+    report.arrival = static_cast<std::time_t>(job->received / 1000);
+    report.original = job->data;
+    report.headers_only = job->ret != "FULL";
+    sdk::QueuedMessage dsn;
+    dsn.rcpts.push_back({job->sender, account, "", ""});
+    dsn.kind = "dsn";
+    dsn.protocol = "DSN";
+    std::string text = compose_dsn(report, job->sender, random_token(), std::time(nullptr));
+    log_info("delivery.dsn", {{"id", job->id}, {"to", job->sender},
+                              {"recipients", std::to_string(report.recipients.size())}});
+    settle(job, sdk::enqueue_request(dsn, text));
+  });
+}
+
+void DeliveryScheduler::settle(const std::shared_ptr<Job>& job, const Record& dsn) {
+  Record request;
+  request.add("id", job->id).add("token", job->token);
+  bool pending = false, waiting_only = true;
+  for (auto& r : job->rcpts) {
+    if (r.state == "pending") {
+      pending = true;
+      if (r.account != 0) waiting_only = false;
+    }
+    if (!r.changed) continue;
+    request.add("result", Record().add("index", r.index).add("state", r.state).add("status", r.status).add("text", r.text));
+  }
+  if (!dsn.empty()) request.add("dsn", dsn);
+  if (pending) {
+    // Doubling from `retry`, capped; mail that only waits for a transport
+    // is looked at again at the cap (or at once by `postern queue retry`).
+    auto delay = config_.retry_max;
+    if (!waiting_only)
+      delay = std::min(config_.retry_max,
+                       std::chrono::milliseconds(config_.retry.count() << std::min<uint64_t>(job->attempts, 20)));
+    request.add("retry_at", unix_ms() + static_cast<uint64_t>(delay.count()));
+    request.add("error", job->error.empty() ? std::string(kWaitingForTransport) : job->error);
+  }
+  call("queue", pending ? "defer" : "complete", request, [this, job, pending](pst_status s, std::string_view reply) {
+    if (s == PST_ERR_DENIED) log_warning("delivery.lease_lost", {{"id", job->id}, {"reason", reply}});
+    else if (s != PST_OK) log_error("delivery.settle_failed", {{"id", job->id}, {"reason", reply}});
+    else if (!pending) log_info("delivery.done", {{"id", job->id}});
+    done(job);
+  });
+}
+
+void DeliveryScheduler::done(const std::shared_ptr<Job>&) {
+  --in_flight_;
+  poll();
+}
+
+}  // namespace postern::core
