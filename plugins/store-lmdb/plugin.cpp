@@ -222,7 +222,8 @@ std::string Plugin::queue_admin(const std::string& command, const Record& req) {
   Spool& spool = store_->spool();
   if (command == "list") {
     std::vector<Record> entries;
-    for (auto raw : spool.list(req).all("entry")) entries.push_back(Record::parse(raw).value_or(Record()));
+    Record listed = spool.list(req);  // all() gives views into it: keep it alive
+    for (auto raw : listed.all("entry")) entries.push_back(Record::parse(raw).value_or(Record()));
     std::sort(entries.begin(), entries.end(), [](const Record& a, const Record& b) {
       return a.number("received").value_or(0) < b.number("received").value_or(0);
     });

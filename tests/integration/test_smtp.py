@@ -407,6 +407,87 @@ hang_stage = "%s"
 """
 
 
+class Queue(Base):
+    """The spool and the delivery scheduler, seen from the outside."""
+
+    def submit(self, sender, password, rcpts, data, **options):
+        with smtplib.SMTP("127.0.0.1", self.port["submission"], local_hostname="client.example") as s:
+            s.starttls(context=self.tls())
+            s.login(sender, password)
+            return s.sendmail(sender, rcpts, data, **options)
+
+    def account(self, address):
+        return int(self.probe.ok("store", "resolve", [("address", address)])["account"][0])
+
+    def test_remote_recipients_wait_for_a_transport_and_the_queue_commands_work(self):
+        self.submit("alice@example.test", PASSWORD, ["far@elsewhere.example", "bob@example.test"],
+                    message("to the world", sender="alice@example.test", to="far@elsewhere.example"))
+        self.assertEqual(len(self.inbox(self.account("bob@example.test"))), 1)  # local part delivered
+        listed = self.admin("queue", "list")
+        self.assertIn("from alice@example.test", listed)
+        self.assertIn("to far@elsewhere.example  pending (4.4.0 waiting for an outbound transport)", listed)
+        self.assertIn("to bob@example.test  delivered (2.0.0 delivered)", listed)
+        self.assertTrue(listed.endswith("1 message queued\n"), listed)
+        queue_id = listed.split()[0]
+        shown = self.admin("queue", "show", queue_id)
+        self.assertIn("Subject: to the world", shown)
+        self.assertNotIn("Hello.", shown)  # headers only
+        self.assertEqual(self.admin("queue", "retry", queue_id), "made 1 due now\n")
+        deleted = self.admin("queue", "delete", queue_id)
+        self.assertIn("deleted " + queue_id, deleted)
+        self.assertEqual(self.admin("queue", "list"), "0 messages queued\n")
+        r = subprocess.run([os.environ["POSTERN"], "--config", self.daemon.config_path, "queue", "show", queue_id],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("no queued message", r.stderr)
+
+    def test_a_mailbox_that_fills_during_delivery_bounces_to_the_sender(self):
+        self.admin("quota", "set", "alice@example.test", "2000")  # room at RCPT, not for this message
+        bob = self.account("bob@example.test")
+        self.submit("bob@example.test", "bob's long password", ["alice@example.test"],
+                    message("too big", body="x" * 5000 + "\r\n", sender="bob@example.test"))
+        self.assertEqual(self.inbox(), [])
+        line = self.daemon.wait_for("delivery.failed", to="alice@example.test")
+        self.assertEqual(line["status"], "5.2.2")
+        self.daemon.wait_for("delivery.dsn", to="bob@example.test")
+        self.drain()
+        uids = self.inbox(bob)
+        self.assertEqual(len(uids), 1)
+        dsn = self.fetch(uids[0], bob)
+        self.assertTrue(dsn.startswith(b"Return-Path: <>\r\n"), dsn[:100])
+        self.assertIn(b"From: Mail Delivery System <MAILER-DAEMON@", dsn)
+        self.assertIn(b"Content-Type: multipart/report; report-type=delivery-status;", dsn)
+        self.assertIn(b"Final-Recipient: rfc822; alice@example.test\r\nAction: failed\r\nStatus: 5.2.2\r\n", dsn)
+        self.assertIn(b"Subject: too big", dsn)  # the original's headers...
+        self.assertNotIn(b"x" * 100, dsn)  # ...without its body (no RET=FULL)
+        self.assertEqual(self.admin("queue", "list"), "0 messages queued\n")
+
+    def test_dsn_options_are_honoured(self):
+        self.admin("quota", "set", "alice@example.test", "2000")
+        bob = self.account("bob@example.test")
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            s.ehlo("client.example")
+            # A bounce is never bounced: the null sender gets nothing back.
+            s.sendmail("", ["alice@example.test"], message("null sender", body="x" * 5000 + "\r\n"))
+            # NOTIFY=SUCCESS for bob: a delivered report; NOTIFY=NEVER: no report.
+            s.sendmail("bob@example.test", ["bob@example.test"], message("report success"),
+                       mail_options=["RET=FULL", "ENVID=env+2B1"], rcpt_options=["NOTIFY=SUCCESS"])
+            s.sendmail("bob@example.test", ["alice@example.test"], message("never", body="y" * 5000 + "\r\n"),
+                       rcpt_options=["NOTIFY=NEVER"])
+        self.daemon.wait_for("delivery.failed", count=2)
+        self.daemon.wait_for("delivery.dsn", to="bob@example.test")
+        self.drain()
+        messages = [self.fetch(uid, bob) for uid in self.inbox(bob)]
+        self.assertEqual(len(messages), 2, messages)  # the message itself and one report
+        report = [m for m in messages if b"multipart/report" in m][0]
+        self.assertIn(b"Subject: Successful Mail Delivery Report", report)
+        self.assertIn(b"Original-Envelope-Id: env+1\r\n", report)
+        self.assertIn(b"Action: delivered\r\nStatus: 2.0.0", report)
+        self.assertIn(b"Content-Type: message/rfc822\r\n\r\n", report)  # RET=FULL
+        self.assertEqual(len(self.daemon.events("delivery.dsn")), 1)
+        self.assertEqual(self.admin("queue", "list"), "0 messages queued\n")
+
+
 class Pipeline(Base):
     extra = GATE % ("tempfail", "")
 
