@@ -137,6 +137,10 @@ void read_document(const toml::table& doc, Validator root, Config& c) {
   read_tls(root.sub("tls"), c.tls);
   read_pipeline(root.sub("pipeline"), c.pipeline);
   read_delivery(root.sub("delivery"), c.delivery);
+  // A delivery call that may take call_timeout must end well inside the
+  // lease, or another claimer could take the message meanwhile.
+  if (c.delivery.lease < 2 * c.server.call_timeout)
+    root.sub("delivery").error_at("lease", "must be at least twice [server] call_timeout");
   root.sub("listeners").each_named_table([&](const std::string& name, Validator v) {
     ListenerConfig l;
     read_listener(v, name, c.tls, l);

@@ -13,9 +13,11 @@ std::string upper(std::string s) {
   return s;
 }
 
-// Header values come from the envelope: never let them break a line.
+// Header values come from the envelope (and decoded xtext): no line
+// breaks, no control characters.
 std::string one_line(std::string s) {
-  std::replace_if(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n'; }, ' ');
+  std::replace_if(
+      s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, ' ');
   return s;
 }
 

@@ -39,10 +39,11 @@ constexpr std::string_view kWaitingForTransport = "waiting for an outbound trans
 struct DeliveryScheduler::Job {
   struct Recipient {
     uint64_t index = 0, account = 0;
-    std::string address, notify, orcpt, delivery_id, state, status, text;
+    std::string address, notify, orcpt, state, status, text;
     bool changed = false;  // decided in this run: reported to the queue
   };
-  std::string id, token, sender, mailbox, envid, ret, kind, data;
+  std::string id, token, sender, mailbox, envid, ret, kind, body, data;
+  bool smtputf8 = false;
   uint64_t received = 0, attempts = 0;
   std::vector<Recipient> rcpts;
   size_t next = 0;
@@ -135,6 +136,8 @@ void DeliveryScheduler::claimed(pst_status status, std::string_view reply) {
     return arm(config_.poll);
   }
   auto r = Record::parse(reply).value_or(Record());
+  for (auto id : r.all("broken"))
+    log_error("delivery.broken_entry", {{"id", id}, {"reason", "fails its integrity check; run postern store verify"}});
   for (auto raw : r.all("message")) {
     auto m = Record::parse(raw).value_or(Record());
     auto job = std::make_shared<Job>();
@@ -145,14 +148,16 @@ void DeliveryScheduler::claimed(pst_status status, std::string_view reply) {
     job->envid = field(m, "envid");
     job->ret = field(m, "ret");
     job->kind = field(m, "kind");
+    job->body = field(m, "body");
+    job->smtputf8 = m.get_or("smtputf8", "") == "1";
     job->received = m.number("received").value_or(0);
     job->attempts = m.number("attempts").value_or(0);
     job->data = field(m, "data");
     for (auto rr : m.all("rcpt")) {
       auto x = Record::parse(rr).value_or(Record());
       job->rcpts.push_back({x.number("index").value_or(0), x.number("account").value_or(0), field(x, "address"),
-                            field(x, "notify"), field(x, "orcpt"), field(x, "delivery_id"), field(x, "state"),
-                            field(x, "status"), field(x, "text")});
+                            field(x, "notify"), field(x, "orcpt"), field(x, "state"), field(x, "status"),
+                            field(x, "text")});
     }
     ++in_flight_;
     run(job);
@@ -179,15 +184,19 @@ void DeliveryScheduler::run(const std::shared_ptr<Job>& job) {
   deliver_next(job);
 }
 
-// Local recipients one at a time, each under its own delivery id.
+// Local recipients account by account (two addresses of one account, an
+// alias and its target, get one copy), under the lease: the store refuses
+// a delivery whose lease was lost, and remembers which accounts got this
+// message, so a delivery repeated after a crash stores nothing.
 void DeliveryScheduler::deliver_next(const std::shared_ptr<Job>& job) {
   auto& rcpts = job->rcpts;
   while (job->next < rcpts.size() && (rcpts[job->next].state != "pending" || rcpts[job->next].account == 0)) {
     auto& r = rcpts[job->next++];
-    if (r.state == "pending" && r.text != kWaitingForTransport) job->decide(r, "pending", "4.4.0", std::string(kWaitingForTransport));
+    if (r.state == "pending" && r.text != kWaitingForTransport)
+      job->decide(r, "pending", "4.4.0", std::string(kWaitingForTransport));
   }
   if (job->next == rcpts.size()) return finish(job);
-  // A long message list outlives half its lease: renew before going on.
+  // A long recipient list outlives half its lease: renew before going on.
   if (Clock::now() - job->leased_at > config_.lease / 2) {
     Record renew;
     renew.add("id", job->id).add("token", job->token).add("lease_ms", config_.lease.count());
@@ -200,31 +209,40 @@ void DeliveryScheduler::deliver_next(const std::shared_ptr<Job>& job) {
       deliver_next(job);
     });
   }
-  auto& r = rcpts[job->next];
+  uint64_t account = rcpts[job->next].account;
   Record request;
-  request.add("account", r.account).add("delivery_id", r.delivery_id);
+  request.add("account", account).add("queue_id", job->id).add("token", job->token);
   if (!job->mailbox.empty()) request.add("mailbox", job->mailbox);
   // RFC 5321 §4.4: final delivery records the reverse-path.
   request.add("data", "Return-Path: <" + job->sender + ">\r\n" + job->data);
-  call("store", "deliver.accounts", request, [this, job](pst_status s, std::string_view reply) {
-    auto& r = job->rcpts[job->next++];
-    if (s == PST_OK) {
-      bool duplicate = Record::parse(reply).value_or(Record()).get("duplicate").has_value();
-      job->decide(r, "delivered", "2.0.0", duplicate ? "delivered earlier" : "delivered");
-      log_info("delivery.delivered", {{"id", job->id}, {"to", r.address}, {"account", std::to_string(r.account)},
-                                      {"duplicate", duplicate ? "yes" : "no"}});
-    } else if (s == PST_ERR_QUOTA) {
-      job->decide(r, "failed", "5.2.2", "mailbox full");
-    } else if (s == PST_ERR_NOT_FOUND) {
-      job->decide(r, "failed", "5.1.1", "the mailbox no longer exists");
-    } else if (s == PST_ERR_INVALID) {
-      job->decide(r, "failed", "5.3.0", "the store refused the message: " + std::string(reply));
-    } else {
-      job->decide(r, "pending", "4.3.0", std::string(reply));
-      job->error = std::string(reply);
+  call("store", "deliver.accounts", request, [this, job, account](pst_status s, std::string_view reply) {
+    if (s == PST_ERR_DENIED) {  // someone else holds the message now
+      log_warning("delivery.lease_lost", {{"id", job->id}, {"reason", reply}});
+      return done(job);
     }
-    if (r.state == "failed")
-      log_warning("delivery.failed", {{"id", job->id}, {"to", r.address}, {"status", r.status}, {"reason", r.text}});
+    bool duplicate = s == PST_OK && Record::parse(reply).value_or(Record()).get("duplicate").has_value();
+    for (auto& r : job->rcpts) {
+      if (r.account != account || r.state != "pending") continue;
+      if (s == PST_OK) {
+        job->decide(r, "delivered", "2.0.0", duplicate ? "delivered earlier" : "delivered");
+        log_info("delivery.delivered", {{"id", job->id}, {"to", r.address}, {"account", std::to_string(account)},
+                                        {"duplicate", duplicate ? "yes" : "no"}});
+      } else if (s == PST_ERR_QUOTA) {
+        // As Dovecot does by default (quota_full_tempfail = no): the
+        // sender learns now, not after days of retries.
+        job->decide(r, "failed", "5.2.2", "mailbox full");
+      } else if (s == PST_ERR_NOT_FOUND) {
+        job->decide(r, "failed", "5.1.1", "the account no longer exists");
+      } else if (s == PST_ERR_INVALID) {
+        job->decide(r, "failed", "5.3.0", "the store refused the message: " + std::string(reply));
+      } else {
+        job->decide(r, "pending", "4.3.0", std::string(reply));
+        job->error = std::string(reply);
+      }
+      if (r.state == "failed")
+        log_warning("delivery.failed", {{"id", job->id}, {"to", r.address}, {"status", r.status}, {"reason", r.text}});
+    }
+    ++job->next;
     deliver_next(job);
   });
 }
@@ -237,21 +255,24 @@ void DeliveryScheduler::finish(const std::shared_ptr<Job>& job) {
     if (!dsn_wanted(r.notify, r.state)) continue;
     report.recipients.push_back({r.address, r.orcpt, r.state, r.status, r.text});
   }
-  // Never a report about a report (RFC 3464 §2: sent from the null path).
-  if (report.recipients.empty() || job->sender.empty() || job->kind == "dsn") return settle(job, Record());
+  // Never a report about a report (RFC 3464 §2: sent from the null path),
+  // nor about quarantined mail (its sender is likely forged: backscatter).
+  if (report.recipients.empty() || job->sender.empty() || job->kind == "dsn" || !job->mailbox.empty())
+    return settle(job, Record());
   call("store", "resolve", Record().add("address", job->sender), [this, job, report](pst_status s,
                                                                                       std::string_view reply) mutable {
     uint64_t account = 0;
     if (s == PST_OK) {
       account = Record::parse(reply).value_or(Record()).number("account").value_or(0);
-    } else if (s == PST_ERR_NOT_FOUND) {
-      log_warning("delivery.dsn_dropped", {{"id", job->id}, {"reason", "the sender no longer exists"}});
+    } else if (s == PST_ERR_NOT_FOUND || s == PST_ERR_INVALID) {
+      log_warning("delivery.dsn_dropped", {{"id", job->id}, {"to", job->sender}, {"reason", reply}});
       return settle(job, Record());
     } else {
-      // Without the sender's route the report cannot be queued: report
-      // nothing now; the next attempt decides again (deliveries made are
-      // remembered by their ids).
-      for (auto& r : job->rcpts) r.changed = false;
+      // Without the sender's route the report cannot be queued: the
+      // recipients it is about stay pending, and the next attempt decides
+      // again (an account that got the message is remembered by the store).
+      for (auto& r : job->rcpts)
+        if (r.changed && dsn_wanted(r.notify, r.state)) job->decide(r, "pending", "4.3.0", "report not yet sent");
       job->error = "cannot route the delivery report: " + std::string(reply);
       return settle(job, Record());
     }
@@ -264,6 +285,10 @@ void DeliveryScheduler::finish(const std::shared_ptr<Job>& job) {
     dsn.rcpts.push_back({job->sender, account, "", ""});
     dsn.kind = "dsn";
     dsn.protocol = "DSN";
+    // The report carries the original's headers (or all of it): label it as
+    // the original was labelled, for the transport.
+    dsn.body = job->body;
+    dsn.smtputf8 = job->smtputf8;
     std::string text = compose_dsn(report, job->sender, random_token(), std::time(nullptr));
     log_info("delivery.dsn", {{"id", job->id}, {"to", job->sender},
                               {"recipients", std::to_string(report.recipients.size())}});

@@ -155,9 +155,9 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     queue_.enqueue(m, message, [this, done, from, rcpts, protocol, size](Result<Enqueued> r) {
       if (!r) {
         host_.warning("smtp.queue_failed", {{"peer", peer_}, {"reason", r.error().message}});
-        bool permanent = r.error().status == PST_ERR_INVALID;
-        return done(DeliverResult{permanent ? DeliverResult::permanent : DeliverResult::temporary,
-                                  "the message could not be queued; try again later"});
+        if (r.error().status == PST_ERR_INVALID)
+          return done(DeliverResult{DeliverResult::permanent, "the message cannot be queued: " + r.error().message});
+        return done(DeliverResult{DeliverResult::temporary, "the message could not be queued; try again later"});
       }
       host_.info("smtp.queued", {{"peer", peer_}, {"id", r->id}, {"from", from}, {"rcpts", rcpts}, {"size", size},
                                  {"with", protocol}, {"batch", std::to_string(r->batch)}});

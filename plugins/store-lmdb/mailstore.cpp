@@ -341,17 +341,28 @@ Record Store::deliver_accounts(const Record& r) {
   // Ascending ids: several writers would lock mailboxes in one order
   // (SCALE-OUT rule 1); LMDB's single writer makes it free here.
   std::sort(accounts.begin(), accounts.end());
-  std::string delivery_id(r.get_or("delivery_id", ""));
-  if (delivery_id.size() > 128) throw StoreError(PST_ERR_INVALID, "delivery_id too long");
+  std::string queue_id(r.get_or("queue_id", ""));
   Txn txn(*db_, true);
   Record out;
-  if (!delivery_id.empty()) {
-    if (txn.get(Table::deliveries, delivery_id)) return out.add("duplicate", 1);
-    txn.put(Table::deliveries, delivery_id, "");
-  }
+  // From the queue: only while the caller's lease holds (a scheduler whose
+  // lease was taken over must not deliver), and once per queued message
+  // and account (a delivery repeated after a crash stores nothing).
+  if (!queue_id.empty() && !spool_->holds(txn, queue_id, r.get_or("token", "")))
+    throw StoreError(PST_ERR_DENIED, "the lease on queued message " + queue_id + " was lost");
   std::vector<std::pair<uint64_t, Mailbox>> changed;
   for (uint64_t account : accounts) {
-    Mailbox m = require_mailbox(txn, account, r.get_or("mailbox", "INBOX"));
+    if (!queue_id.empty()) {
+      std::string mark = Spool::delivery_mark(queue_id, account);
+      if (txn.get(Table::deliveries, mark)) {
+        out.add("duplicate", account);
+        continue;
+      }
+      txn.put(Table::deliveries, mark, "");
+    }
+    // A quarantined message goes to Junk, or to INBOX if Junk was deleted.
+    std::string_view wanted = r.get_or("mailbox", "INBOX");
+    auto found = find_mailbox(txn, account, wanted);
+    Mailbox m = found ? *found : require_mailbox(txn, account, "INBOX");
     try {
       out.add("delivered", append_to(txn, account, m, *data, r.get_or("flags", ""), 0).add("account", account));
     } catch (const StoreError& e) {

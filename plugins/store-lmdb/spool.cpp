@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <set>
 
 namespace postern::store {
@@ -18,6 +19,15 @@ constexpr std::string_view kRecipientFields[] = {"address", "account", "notify",
 constexpr size_t kMaxField = 1024;
 constexpr size_t kMaxRecipients = 100000;
 constexpr uint64_t kMaxLeaseMs = 24ull * 3600 * 1000;
+constexpr uint64_t kClaimBytes = 64ull << 20;
+
+// Text from a settle (status, reasons), kept bounded and on one line.
+std::string clean(std::string_view text, size_t max = kMaxField) {
+  std::string out(text.substr(0, max));
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return out;
+}
 
 uint64_t wall_clock_ms() {
   using namespace std::chrono;
@@ -59,6 +69,11 @@ Record without(const Record& r, std::string_view key) {
   for (auto& [k, v] : r.fields())
     if (k != key) out.add(k, v);
   return out;
+}
+
+// The due time an entry is indexed under: its lease's end while leased.
+uint64_t indexed_due(const Record& e) {
+  return e.get_or("token", "").empty() ? num(e, "next_attempt") : num(e, "lease_until");
 }
 
 bool final_state(std::string_view s) { return s == "delivered" || s == "failed"; }
@@ -215,11 +230,6 @@ void Spool::move_due(Txn& txn, std::string_view id, uint64_t from, uint64_t to) 
   txn.put(Table::spool_due, due_key(to, id), "");
 }
 
-// The due time an entry is indexed under: its lease's end while leased.
-static uint64_t indexed_due(const Record& e) {
-  return e.get_or("token", "").empty() ? num(e, "next_attempt") : num(e, "lease_until");
-}
-
 void Spool::erase(Txn& txn, std::string_view id, const Record& entry) const {
   txn.del(Table::spool, id);
   txn.del(Table::spool_data, id);
@@ -234,6 +244,8 @@ void Spool::erase(Txn& txn, std::string_view id, const Record& entry) const {
   for (auto& k : marks) txn.del(Table::deliveries, k);
 }
 
+// Due entries, oldest first, up to limit messages and about kClaimBytes of
+// message data (at least one message).
 Record Spool::claim(const Record& r) {
   uint64_t limit = std::clamp<uint64_t>(num(r, "limit"), 1, 64);
   uint64_t lease = std::clamp<uint64_t>(num(r, "lease_ms"), 1000, kMaxLeaseMs);
@@ -251,36 +263,51 @@ Record Spool::claim(const Record& r) {
     return true;
   });
   Record out;
+  uint64_t bytes = 0;
   for (auto& [at, id] : due) {
-    if (!txn.get(Table::spool, id)) {  // a stray schedule entry: drop it
+    if (bytes >= kClaimBytes) {
+      next_due = t;  // more is due: the scheduler claims again
+      break;
+    }
+    auto sealed = txn.get(Table::spool, id);
+    auto e = sealed ? vault_.try_open(Table::spool, id, *sealed, vault_.directory_key()) : std::nullopt;
+    auto body = txn.get(Table::spool_data, id);
+    auto data = body ? vault_.open_bytes(Table::spool_data, id, *body, vault_.directory_key()) : std::nullopt;
+    if (!e || at != indexed_due(*e) || !data) {
+      // A schedule key for nothing (or a stale one) goes; an entry that
+      // fails its integrity check is parked a year ahead, named in the
+      // reply for the log, and left for `postern store verify`.
       txn.del(Table::spool_due, due_key(at, id));
+      if (e && at != indexed_due(*e)) continue;
+      if (e) {
+        uint64_t parked = t + 365ull * 24 * 3600 * 1000;
+        txn.put(Table::spool_due, due_key(parked, id), "");
+        store_entry(txn, id, set(*e, "next_attempt", std::to_string(parked)));
+      }
+      out.add("broken", id);
       continue;
     }
-    Record e = load(txn, id);
-    move_due(txn, id, indexed_due(e), t + lease);
-    e = set(set(e, "token", hex(random_bytes(8))), "lease_until", std::to_string(t + lease));
-    store_entry(txn, id, e);
-    auto sealed = txn.get(Table::spool_data, id);
-    auto data = sealed ? vault_.open_bytes(Table::spool_data, id, *sealed, vault_.directory_key()) : std::nullopt;
-    if (!data) throw StoreError(PST_ERR, "queued message " + id + " fails its integrity check: run `postern store verify`");
-    // Each recipient gets its index and the idempotency key its local
-    // delivery carries (erase() removes those marks with the entry).
+    move_due(txn, id, at, t + lease);
+    Record entry = set(set(*e, "token", hex(random_bytes(8))), "lease_until", std::to_string(t + lease));
+    store_entry(txn, id, entry);
     Record message;
     size_t index = 0;
-    for (auto& [k, v] : e.fields()) {
-      if (k != "rcpt") {
-        message.add(k, v);
-        continue;
-      }
-      auto rcpt = Record::parse(v).value_or(Record());
-      message.add("rcpt", rcpt.add("index", index).add("delivery_id", id + "." + std::to_string(index)));
-      ++index;
+    for (auto& [k, v] : entry.fields()) {
+      if (k != "rcpt") message.add(k, v);
+      else message.add("rcpt", Record::parse(v).value_or(Record()).add("index", index++));
     }
+    bytes += data->size();
     out.add("message", message.add("data", *data));
   }
   txn.commit();
   if (next_due) out.add("next_due", next_due);
   return out;
+}
+
+bool Spool::holds(const Txn& txn, std::string_view id, std::string_view token) const {
+  auto sealed = txn.get(Table::spool, id);
+  auto e = sealed ? vault_.try_open(Table::spool, id, *sealed, vault_.directory_key()) : std::nullopt;
+  return e && !token.empty() && equal_constant_time(e->get_or("token", ""), token);
 }
 
 Record Spool::renew(const Record& r) {
@@ -325,8 +352,8 @@ Record Spool::settle(const Record& r, bool complete) {
     if (state != "delivered" && state != "failed" && state != "pending") throw StoreError(PST_ERR_INVALID, "bad state");
     Record& rcpt = rcpts[*result->number("index")];
     if (final_state(rcpt.get_or("state", ""))) continue;  // decided earlier
-    rcpt = set(set(set(rcpt, "state", state), "status", std::string(result->get_or("status", ""))), "text",
-               std::string(result->get_or("text", "")).substr(0, kMaxField));
+    rcpt = set(set(set(rcpt, "state", state), "status", clean(result->get_or("status", ""), 16)), "text",
+               clean(result->get_or("text", "")));
   }
   bool pending = std::any_of(rcpts.begin(), rcpts.end(), [](auto& x) { return !final_state(x.get_or("state", "")); });
   if (complete && pending) throw StoreError(PST_ERR_INVALID, "complete with recipients still pending: defer");
@@ -345,7 +372,7 @@ Record Spool::settle(const Record& r, bool complete) {
     for (auto& x : rcpts) next.add("rcpt", x);
     next.add("attempts", num(e, "attempts") + 1)
         .add("next_attempt", retry_at)
-        .add("last_error", std::string(r.get_or("error", "")).substr(0, kMaxField));
+        .add("last_error", clean(r.get_or("error", "")));
     move_due(txn, id, num(e, "lease_until"), retry_at);
     store_entry(txn, id, next);
     out.add("removed", 0);
@@ -414,9 +441,9 @@ Record Spool::remove(const Record& r) {
 }
 
 void Spool::verify(const Txn& txn, const std::function<void(const std::string&)>& problem, uint64_t& checked) const {
-  std::set<std::string> indexed;
+  std::map<std::string, int> indexed;  // id -> schedule keys naming it
   txn.scan(Table::spool_due, "", [&](std::string_view k, std::string_view) {
-    if (k.size() > 8) indexed.emplace(k.substr(8));
+    ++indexed[std::string(k.substr(std::min<size_t>(8, k.size())))];
     return true;
   });
   txn.scan(Table::spool, "", [&](std::string_view k, std::string_view v) {
@@ -428,10 +455,11 @@ void Spool::verify(const Txn& txn, const std::function<void(const std::string&)>
     if (!data || !vault_.open_bytes(Table::spool_data, k, *data, vault_.directory_key()))
       problem("queued message " + id + ": body missing or fails to open");
     if (!txn.get(Table::spool_due, due_key(indexed_due(*e), id))) problem("queued message " + id + ": not scheduled");
+    else if (indexed[id] > 1) problem("queued message " + id + ": scheduled more than once");
     indexed.erase(id);
     return true;
   });
-  for (auto& id : indexed) problem("the schedule names a queued message that does not exist: " + id);
+  for (auto& [id, n] : indexed) problem("the schedule names a queued message that does not exist: " + id);
 }
 
 Spool::Handler Spool::find(std::string_view method) {

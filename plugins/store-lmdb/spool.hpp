@@ -61,6 +61,14 @@ class Spool {
 
   uint64_t commits() const;
 
+  // Whether token is the current lease on the entry id (inside txn).
+  bool holds(const Txn& txn, std::string_view id, std::string_view token) const;
+  // The idempotency mark of a local delivery of entry id to account; the
+  // entry's marks go with it.
+  static std::string delivery_mark(std::string_view id, uint64_t account) {
+    return std::string(id) + "." + std::to_string(account);
+  }
+
   using Handler = Record (Spool::*)(const Record&);
   // The "queue" service's synchronous methods (enqueue is not among them).
   static Handler find(std::string_view method);

@@ -53,8 +53,9 @@ class Store {
   Record message_append(const Record& r);
   Record deliver(const Record& r);
   // One message to several accounts' mailboxes in one transaction: all
-  // stored or none. With delivery_id, a repeated delivery (the scheduler
-  // retrying after a crash) stores nothing and answers duplicate=1.
+  // stored or none. With queue_id and token (the scheduler), only under
+  // that lease, and an account that already got this queued message is
+  // skipped and named in "duplicate".
   Record deliver_accounts(const Record& r);
   Record message_list(const Record& r);
   Record message_fetch(const Record& r);

@@ -441,6 +441,16 @@ class Queue(Base):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("no queued message", r.stderr)
 
+    def test_an_account_named_twice_gets_one_copy(self):
+        with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
+            s.ehlo("client.example")
+            refused = s.sendmail("s@remote.example", ["postmaster@example.test", "alice@example.test",
+                                                      "ALICE@example.test"], message("once"))
+            self.assertEqual(refused, {})
+        self.assertEqual(len(self.inbox()), 1)
+        self.assertEqual(len(self.daemon.events("delivery.delivered")), 3)  # one line per recipient
+        self.assertEqual(self.admin("queue", "list"), "0 messages queued\n")
+
     def test_a_mailbox_that_fills_during_delivery_bounces_to_the_sender(self):
         self.admin("quota", "set", "alice@example.test", "2000")  # room at RCPT, not for this message
         bob = self.account("bob@example.test")

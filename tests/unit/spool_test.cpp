@@ -122,7 +122,7 @@ TEST_CASE("a claimed message is leased: a stale token cannot settle it, the curr
   CHECK(m.get_or("data", "") == "Subject: x\r\n\r\nhi\r\n");
   auto rcpts = m.all("rcpt");
   REQUIRE(rcpts.size() == 2);
-  CHECK(Record::parse(rcpts[0])->get_or("delivery_id", "") == id + ".0");
+  CHECK(Record::parse(rcpts[0])->get_or("index", "") == "0");
   CHECK(Record::parse(rcpts[1])->get_or("account", "") == "0");
 
   Record reply;
@@ -238,14 +238,52 @@ TEST_CASE("retry makes a deferred message due now; delete drops it and its deliv
   CHECK(fails_with([&] { f.spool->show(Record().add("id", id)); }, PST_ERR_NOT_FOUND));
 }
 
-TEST_CASE("a local delivery repeated under the same delivery id stores nothing twice") {
+TEST_CASE("a queued message reaches an account once, and only under its current lease") {
   TempDir dir;
   Store store(dir.path, 64 << 20, random_key(), Argon2Params{8192, 1, 1}, [](const std::string&, const Record&) {});
   store.domain_add(Record().add("domain", "example.test"));
   uint64_t a = *store.account_add(Record().add("address", "a@example.test").add("password", "correct horse")).number("account");
-  Record delivery = Record().add("account", a).add("data", "Subject: once\r\n\r\n").add("delivery_id", "q1.0");
-  CHECK_FALSE(store.deliver_accounts(delivery).get("duplicate"));
-  CHECK(store.deliver_accounts(delivery).get_or("duplicate", "") == "1");
-  CHECK(store.message_list(Record().add("account", a).add("mailbox", "INBOX")).all("message").size() == 1);
+  postern::sdk::QueuedMessage m;
+  m.rcpts.push_back({"a@example.test", a, "", ""});
+  std::promise<std::string> queued;
+  store.spool().enqueue(postern::sdk::enqueue_request(m, "Subject: once\r\n\r\n"),
+                        [&](int, const std::string& reply) { queued.set_value(std::string(Record::parse(reply)->get_or("id", ""))); });
+  std::string id = queued.get_future().get();
+  Record claimed = store.spool().claim(Record().add("limit", 1).add("lease_ms", 60'000));
+  std::string token(Record::parse(claimed.get_or("message", ""))->get_or("token", ""));
+
+  Record delivery = Record().add("account", a).add("data", "Subject: once\r\n\r\n").add("queue_id", id);
+  CHECK(fails_with([&] { store.deliver_accounts(with(delivery, {{"token", "0000"}})); }, PST_ERR_DENIED));
+  CHECK_FALSE(store.deliver_accounts(with(delivery, {{"token", token}})).get("duplicate"));
+  CHECK(store.deliver_accounts(with(delivery, {{"token", token}})).get_or("duplicate", "") == std::to_string(a));
+  // Quarantine asks for Junk; without one the message lands in INBOX.
+  store.mailbox_delete(Record().add("account", a).add("name", "Junk"));
+  store.deliver_accounts(Record().add("account", a).add("data", "Subject: spam\r\n\r\n").add("mailbox", "Junk"));
+  CHECK(store.message_list(Record().add("account", a).add("mailbox", "INBOX")).all("message").size() == 2);
   CHECK(store.verify(Record()).all("problem").empty());
+  // Completing forgets the marks with the entry.
+  store.spool().complete(Record().add("id", id).add("token", token).add("result", result(0, "delivered")));
+  CHECK(store.verify(Record()).all("problem").empty());
+}
+
+TEST_CASE("an entry that fails its integrity check is parked and does not block the others") {
+  Fixture f;
+  std::string bad = f.enqueue(), good = f.enqueue();
+  {
+    Txn txn(*f.db, true);
+    txn.put(Table::spool_data, bad, "tampered");
+    txn.commit();
+  }
+  Record reply;
+  auto claimed = f.claim(60'000, &reply);
+  REQUIRE(claimed.size() == 1);
+  CHECK(claimed[0].get_or("id", "") == good);
+  CHECK(reply.get_or("broken", "") == bad);
+  CHECK(f.claim().empty());  // parked, not retried at once
+  std::vector<std::string> problems;
+  uint64_t checked = 0;
+  Txn txn(*f.db, false);
+  f.spool->verify(txn, [&](const std::string& p) { problems.push_back(p); }, checked);
+  REQUIRE(problems.size() == 1);
+  CHECK(problems[0].find(bad + ": body missing or fails to open") != std::string::npos);
 }

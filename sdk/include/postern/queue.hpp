@@ -13,8 +13,11 @@
 //             under the backend's failure model; batch = how many messages
 //             shared that commit.
 //   claim     limit lease_ms -> message* (the envelope, token, lease_until,
-//             data, rcpt* with index state status text delivery_id)
-//             [next_due] (unix ms of the next entry that will be due)
+//             attempts, last_error, data, rcpt* with index state status
+//             text) [next_due] (unix ms of the next entry that will be
+//             due) broken* (ids of entries that failed their integrity
+//             check: parked, for `postern store verify`). A claim stops
+//             after about 64 MiB of message data.
 //   renew     id token lease_ms -> lease_until
 //   complete  id token result* (index state(delivered|failed) status text)
 //             [dsn] (an enqueue request, committed with this call) -> removed

@@ -22,9 +22,15 @@
 //   message.append   account mailbox data [flags] [internaldate]
 //                    -> uid modseq uidvalidity mailbox
 //   deliver          address data [mailbox] -> account uid modseq ...
-//   deliver.accounts account* data [mailbox] -> delivered* (account uid
-//                    modseq ...): one transaction, all or nothing
-//                    (PST_ERR_QUOTA names a full mailbox; nobody got it)
+//   deliver.accounts account* data [mailbox] [queue_id token] ->
+//                    delivered* (account uid modseq ...) duplicate*:
+//                    one transaction, all or nothing (PST_ERR_QUOTA names
+//                    a full mailbox; nobody got it). mailbox falls back to
+//                    INBOX when the account has no such mailbox. With
+//                    queue_id/token (the delivery scheduler): refused with
+//                    PST_ERR_DENIED unless that queue lease holds, and an
+//                    account that already got this queued message is
+//                    skipped and listed in duplicate*.
 //   auth.scram for an unknown user answers account=0 with a verifier no
 //   password matches (the exchange fails at the proof, like a wrong one)
 //   message.list     account mailbox [changed_since] -> mailbox fields,
