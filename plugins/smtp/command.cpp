@@ -50,8 +50,36 @@ bool has_8bit(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x80; });
 }
 
+// RFC 3461 §4: printable ASCII but "+" and "=", or "+XX" (upper-case hex);
+// an escape may not stand for a control character (the value reaches
+// DSN header fields).
 bool xtext(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > ' ' && c < 0x7f && c != '='; });
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '+') {
+      if (i + 2 >= s.size() || !hex(s[i + 1]) || !hex(s[i + 2])) return false;
+      if (std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16) < 0x20) return false;
+      i += 2;
+    } else if (c <= ' ' || c >= 0x7f || c == '=') {
+      return false;
+    }
+  }
+  return !s.empty();
+}
+
+// NOTIFY=NEVER, or a list of SUCCESS, FAILURE and DELAY.
+bool notify_list(std::string_view v) {
+  if (v == "NEVER") return true;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    std::string_view word = v.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    if (word != "SUCCESS" && word != "FAILURE" && word != "DELAY") return false;
+    if (comma == std::string_view::npos) return true;
+    start = comma + 1;
+  }
+  return false;
 }
 
 }  // namespace
@@ -163,10 +191,11 @@ PathResult parse_path_command(std::string_view args, bool mail) {
       r.params.auth = std::string(value);
     } else if (!mail && key == "NOTIFY") {
       std::string v = upper(value);
-      ok = v == "NEVER" || (!v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return std::isalpha(c) || c == ','; }));
+      ok = notify_list(v);
       r.params.notify = v;
     } else if (!mail && key == "ORCPT") {
-      ok = value.find(';') != std::string_view::npos && value.size() <= 500;
+      size_t semi = value.find(';');
+      ok = semi != std::string_view::npos && semi > 0 && value.size() <= 500 && xtext(value.substr(semi + 1));
       r.params.orcpt = std::string(value);
     } else {
       ok = false;

@@ -195,6 +195,21 @@ TEST_CASE("a message: dot-unstuffed, trace header added, body byte-exact") {
   CHECK(env.rcpts[0].orcpt == "rfc822;alice@example.org");
 }
 
+TEST_CASE("DSN parameters must be well-formed (RFC 3461 §4)") {
+  Harness h;
+  h.send("EHLO client.example\r\n");
+  CHECK(h.send("MAIL FROM:<s@remote.example> ENVID=a+0Ab\r\n") == "555 5.5.4 unsupported parameter ENVID\r\n");
+  CHECK(h.send("MAIL FROM:<s@remote.example> ENVID=a+2Bb\r\n") == "250 2.1.0 sender OK\r\n");
+  CHECK(h.send("RCPT TO:<alice@example.org> NOTIFY=SOMETIMES\r\n") == "555 5.5.4 unsupported parameter NOTIFY\r\n");
+  CHECK(h.send("RCPT TO:<alice@example.org> NOTIFY=NEVER,SUCCESS\r\n") ==
+        "555 5.5.4 unsupported parameter NOTIFY\r\n");
+  CHECK(h.send("RCPT TO:<alice@example.org> ORCPT=rfc822;a+0D+0ABcc:x\r\n") ==
+        "555 5.5.4 unsupported parameter ORCPT\r\n");
+  CHECK(h.send("RCPT TO:<alice@example.org> ORCPT=;a@b\r\n") == "555 5.5.4 unsupported parameter ORCPT\r\n");
+  CHECK(h.send("RCPT TO:<alice@example.org> NOTIFY=delay,failure ORCPT=rfc822;a+2Bb@example.org\r\n") ==
+        "250 2.1.5 recipient OK\r\n");
+}
+
 TEST_CASE("smuggling: only CRLF.CRLF ends DATA, and bare CR or LF rejects the message") {
   const char* variants[] = {"\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n", "\r\n.\r"};
   for (const char* v : variants) {
