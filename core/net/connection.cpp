@@ -24,7 +24,8 @@ Connection::Connection(tcp::socket socket, std::shared_ptr<ListenerState> listen
                        std::shared_ptr<TlsStore> tls, uint64_t id, ConnectionRegistry& registry)
     : socket_(std::move(socket)), tls_store_(std::move(tls)), listener_(std::move(listener)),
       config_(listener_->config()), binding_(std::move(binding)), generation_raw_(binding_.generation.get()),
-      registry_(registry), id_(id), read_buf_(config_->read_buffer), read_limit_(config_->read_buffer),
+      registry_(registry), id_(id), read_buf_(new uint8_t[config_->read_buffer]), read_buf_size_(config_->read_buffer),
+      read_limit_(config_->read_buffer),
       timeout_(config_->idle_timeout), idle_timer_(socket_.get_executor()), force_timer_(socket_.get_executor()) {
   error_code ec;
   auto peer = socket_.remote_endpoint(ec);
@@ -118,7 +119,7 @@ void Connection::open_session() {
 void Connection::read() {
   if (reading_ || paused_ || state_ != State::open || tls_pending_ || !session_) return;
   reading_ = true;
-  auto buf = asio::buffer(read_buf_.data(), read_limit_);
+  auto buf = asio::buffer(read_buf_.get(), read_limit_);
   auto handler = [self = shared_from_this()](const error_code& ec, size_t n) { self->on_read(ec, n); };
   if (tls_) tls_->async_read_some(buf, handler);
   else socket_.async_read_some(buf, handler);
@@ -145,7 +146,7 @@ void Connection::on_read(const error_code& ec, size_t n) {
   }
   if (state_ != State::open) return;
   arm_idle();
-  deliver(read_buf_.data(), n);
+  deliver(read_buf_.get(), n);
 }
 
 void Connection::deliver(const uint8_t* data, size_t n) {
@@ -416,7 +417,7 @@ pst_status Connection::set_timeout(uint64_t ms) {
 
 pst_status Connection::set_read_limit(size_t bytes) {
   if (bytes == 0) return PST_ERR_INVALID;
-  read_limit_ = std::min(bytes, read_buf_.size());
+  read_limit_ = std::min(bytes, read_buf_size_);
   return PST_OK;
 }
 

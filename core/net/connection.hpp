@@ -108,7 +108,9 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   std::string tls_version_, tls_cipher_, tls_sni_;
 
   State state_ = State::open;
-  std::vector<uint8_t> read_buf_;
+  // Not zero-filled: an idle connection's untouched pages cost no memory.
+  std::unique_ptr<uint8_t[]> read_buf_;
+  size_t read_buf_size_ = 0;
   size_t read_limit_;
   std::string held_;  // read while paused, delivered on resume
   bool reading_ = false, paused_ = false;

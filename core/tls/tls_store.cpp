@@ -67,6 +67,8 @@ std::unique_ptr<ssl::context> make_context(const CertificateConfig& cc, bool tls
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX* h = ctx->native_handle();
   SSL_CTX_set_min_proto_version(h, tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+  // Idle connections give their record buffers (~34 KB each) back.
+  SSL_CTX_set_mode(h, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(h, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                              SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_SSLv3);
   if (SSL_CTX_set_cipher_list(h, kTls12Ciphers) != 1) {
