@@ -211,10 +211,14 @@ std::string body_structure(std::string_view message, const mime::Part& p, bool e
     if (ext) out += " " + params_list(ct.params) + " " + disposition(p) + " " + language(p) + " " + nstring(opt(p.location));
     return out + ")";
   }
-  std::string out = "(" + quote(ct.type) + " " + quote(ct.subtype) + " " + params_list(ct.params) + " " +
+  // A multipart without its boundary has no parts, and IMAP has no form
+  // for that: show it as text, so its content is at least readable.
+  bool broken = p.multipart();
+  std::string out = "(" + quote(broken ? "text" : ct.type) + " " + quote(broken ? "plain" : ct.subtype) + " " +
+                    params_list(broken ? mime::Params{} : ct.params) + " " +
                     nstring(opt(p.id)) + " " + nstring(opt(p.description)) + " " + quote(p.encoding) + " " +
                     std::to_string(p.body_size());
-  if (ct.type == "text") out += " " + std::to_string(p.lines);
+  if (ct.type == "text" || broken) out += " " + std::to_string(p.lines);
   if (p.message() && !p.children.empty())
     out += " " + envelope(message, p.children[0]) + " " + body_structure(message, p.children[0], ext) + " " +
            std::to_string(p.lines);

@@ -126,6 +126,37 @@ TEST_CASE("imap: LOGIN, AUTHENTICATE PLAIN with SASL-IR, and failures") {
   CHECK(g.send("*\r\n") == "a BAD authentication cancelled\r\n");
 }
 
+TEST_CASE("imap: AUTHENTICATE SCRAM-SHA-256, the whole exchange") {
+  using namespace postern::sdk;
+  Harness h;
+  std::string client_first_bare = "n=alice@example.org,r=imapnonce";
+  std::string challenge = h.send("a AUTHENTICATE SCRAM-SHA-256 " + base64_encode("n,," + client_first_bare) + "\r\n");
+  REQUIRE(challenge.starts_with("+ "));
+  std::string server_first = *base64_decode(challenge.substr(2, challenge.size() - 4));
+  auto attr = [&](char k) {
+    size_t at = server_first.find(std::string(1, k) + "=");
+    return server_first.substr(at + 2, server_first.find(',', at) - at - 2);
+  };
+  std::string nonce = attr('r'), salt = *base64_decode(attr('s'));
+  uint32_t iterations = static_cast<uint32_t>(std::stoul(attr('i')));
+  std::string without_proof = "c=biws,r=" + nonce;
+  std::string auth_message = client_first_bare + "," + server_first + "," + without_proof;
+  std::string salted = scram::salted_password(kPassword, salt, iterations);
+  std::string client_key = scram::hmac_sha256(salted, "Client Key");
+  std::string signature = scram::hmac_sha256(scram::sha256(client_key), auth_message);
+  std::string proof = client_key;
+  for (size_t i = 0; i < proof.size(); ++i) proof[i] ^= signature[i];
+  std::string final_challenge = h.send(base64_encode(without_proof + ",p=" + base64_encode(proof)) + "\r\n");
+  REQUIRE(final_challenge.starts_with("+ "));
+  CHECK(base64_decode(final_challenge.substr(2, final_challenge.size() - 4))->starts_with("v="));
+  CHECK(h.send("\r\n").starts_with("a OK [CAPABILITY "));
+  // A wrong password fails at the proof, like an unknown user.
+  Harness g;
+  g.send("b AUTHENTICATE SCRAM-SHA-256 " + base64_encode("n,,n=alice@example.org,r=x") + "\r\n");
+  CHECK(g.send(base64_encode("c=biws,r=x" + std::string(24, 'A') + ",p=" + base64_encode(std::string(32, 'x'))) + "\r\n") ==
+        "b NO [AUTHENTICATIONFAILED] invalid credentials\r\n");
+}
+
 TEST_CASE("imap: sessions per account are limited") {
   Harness h;
   h.backend.max_sessions = 0;
@@ -305,6 +336,7 @@ TEST_CASE("imap: bounds — a 1 GB literal is refused unread; malformed commands
   CHECK(h.send("b APPEND INBOX {2000000+}\r\n" + std::string(4096, 'x')).starts_with("b NO [TOOBIG]"));
   CHECK(h.send(std::string(2000000 - 4096, 'x') + "\r\nc NOOP\r\n") == "c OK NOOP completed\r\n");
   CHECK(h.send("d (((\r\n") == "d BAD malformed command\r\n");
+  CHECK(h.send("z FROB\r\n") == "z BAD unknown command\r\n");
   CHECK(h.send("\"unterminated\r\n") == "* BAD malformed command\r\n");
   CHECK(h.send("e FETCH 1:2:3 FLAGS\r\n") == "e BAD no mailbox selected\r\n");
   CHECK(h.send(std::string(70000, 'y') + "\r\nf NOOP\r\n") ==
