@@ -52,12 +52,15 @@ void CommandReader::reset() {
   pos_ = 0;
   state_ = State::line;
   command_ = RawCommand{};
+  literal_total_ = 0;
 }
 
 CommandReader::Event CommandReader::next() {
   for (;;) {
-    if (pos_ > 0 && pos_ == input_.size()) {
-      input_.clear();
+    // Drop what was consumed once it is most of the buffer: a client that
+    // keeps a partial line pending cannot grow it without bound.
+    if (pos_ > 0 && (pos_ == input_.size() || pos_ >= 65536)) {
+      input_.erase(0, pos_);
       pos_ = 0;
     }
     std::string_view in = std::string_view(input_).substr(pos_);
@@ -116,25 +119,39 @@ CommandReader::Event CommandReader::next() {
   }
 }
 
+// A refused command whose line announced a non-synchronising literal: the
+// client sends it anyway, so drop it, and then the rest of the command.
+void CommandReader::skip_announced(std::string_view line) {
+  auto a = announcement(line);
+  command_ = RawCommand{};
+  literal_total_ = 0;
+  if (a && !a->synchronising) {
+    literal_left_ = a->size;
+    state_ = a->size ? State::discard_literal : State::discard_line;
+  }
+}
+
 CommandReader::Event CommandReader::end_of_line(std::string_view line) {
   if (line.size() > limits_.max_line || command_.text.size() + line.size() > limits_.max_command) {
     refused_tag_ = tag();
-    command_ = RawCommand{};
+    skip_announced(line);
     return Event::line_too_long;
   }
   command_.text.append(line.data(), line.size());
   auto a = announcement(line);
-  if (!a) return Event::command;
-  if (a->size > limits_.max_literal || command_.literals.size() >= limits_.max_literals) {
+  if (!a) {
+    literal_total_ = 0;
+    return Event::command;
+  }
+  uint64_t limit = literal_limit_ ? literal_limit_ : limits_.max_literal;
+  if (a->size > limit || literal_total_ + a->size > limits_.max_literal ||
+      command_.literals.size() >= limits_.max_literals) {
     refused_tag_ = tag();
     refused_size_ = a->size;
-    command_ = RawCommand{};
-    if (!a->synchronising) {  // the client sends it anyway: drop it, then the rest of the command
-      literal_left_ = a->size;
-      state_ = a->size ? State::discard_literal : State::discard_line;
-    }
+    skip_announced(line);
     return Event::literal_too_big;
   }
+  literal_total_ += a->size;
   command_.text += "\r\n";
   command_.literals.emplace_back();
   command_.literals.back().reserve(static_cast<size_t>(std::min<uint64_t>(a->size, 1 << 20)));
@@ -216,6 +233,31 @@ bool SequenceSet::contains(uint64_t n, uint64_t star) const {
     if (n >= a && n <= b) return true;
   }
   return false;
+}
+
+std::vector<Range> SequenceSet::resolved(uint64_t star) const {
+  std::vector<Range> out;
+  for (const Range& r : ranges) {
+    uint64_t a = r.first == kStar ? star : r.first, b = r.last == kStar ? star : r.last;
+    out.push_back({std::min(a, b), std::max(a, b)});
+  }
+  std::sort(out.begin(), out.end(), [](const Range& x, const Range& y) { return x.first < y.first; });
+  std::vector<Range> merged;
+  for (const Range& r : out) {
+    if (!merged.empty() && r.first <= merged.back().last + 1) merged.back().last = std::max(merged.back().last, r.last);
+    else merged.push_back(r);
+  }
+  return merged;
+}
+
+SequenceSet set_of(std::vector<uint64_t> numbers) {
+  std::sort(numbers.begin(), numbers.end());
+  SequenceSet set;
+  for (uint64_t n : numbers) {
+    if (!set.ranges.empty() && set.ranges.back().last + 1 == n) set.ranges.back().last = n;
+    else set.ranges.push_back({n, n});
+  }
+  return set;
 }
 
 std::optional<SequenceSet> parse_sequence_set(std::string_view text, size_t max_ranges) {

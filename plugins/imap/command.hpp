@@ -57,6 +57,8 @@ class CommandReader {
   uint64_t refused_size() const { return refused_size_; }
   // Drops everything buffered (after STARTTLS: no injected commands).
   void reset();
+  // The largest literal accepted from now on (small before login).
+  void set_literal_limit(uint64_t bytes) { literal_limit_ = bytes; }
   bool idle() const { return input_.empty() && command_.text.empty() && state_ == State::line; }
   size_t buffered() const { return input_.size(); }
 
@@ -64,6 +66,7 @@ class CommandReader {
   enum class State { line, literal, discard_literal, discard_line };
 
   Event end_of_line(std::string_view line);
+  void skip_announced(std::string_view line);
 
   CommandLimits limits_;
   std::string input_;
@@ -73,6 +76,8 @@ class CommandReader {
   bool literal_binary_ = false;
   RawCommand command_;
   uint64_t refused_size_ = 0;
+  uint64_t literal_limit_ = 0;    // 0: limits_.max_literal
+  uint64_t literal_total_ = 0;    // bytes of literals in the command being read
   std::string refused_tag_;
 };
 
@@ -96,7 +101,11 @@ struct SequenceSet {
   std::vector<Range> ranges;
   bool saved = false;  // "$"
   bool contains(uint64_t n, uint64_t star) const;
+  // Ranges with '*' resolved, sorted and merged: for binary search.
+  std::vector<Range> resolved(uint64_t star) const;
 };
+// The set of exactly these numbers (SEARCH SAVE's "$"), any size.
+SequenceSet set_of(std::vector<uint64_t> numbers);
 std::optional<SequenceSet> parse_sequence_set(std::string_view text, size_t max_ranges = 10000);
 
 // Mailbox names: "INBOX" case-insensitively is INBOX; modified UTF-7 is

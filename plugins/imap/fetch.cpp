@@ -212,10 +212,14 @@ std::string body_structure(std::string_view message, const mime::Part& p, bool e
     return out + ")";
   }
   // A multipart without its boundary has no parts, and IMAP has no form
-  // for that: show it as text, so its content is at least readable.
+  // for that: show it as text, so its content is at least readable. A
+  // message/rfc822 the parser did not enter (depth limit) is opaque data.
   bool broken = p.multipart();
-  std::string out = "(" + quote(broken ? "text" : ct.type) + " " + quote(broken ? "plain" : ct.subtype) + " " +
-                    params_list(broken ? mime::Params{} : ct.params) + " " +
+  bool opaque = p.message() && p.children.empty();
+  std::string type = broken ? "text" : opaque ? "application" : ct.type;
+  std::string subtype = broken ? "plain" : opaque ? "octet-stream" : ct.subtype;
+  std::string out = "(" + quote(type) + " " + quote(subtype) + " " +
+                    params_list(broken || opaque ? mime::Params{} : ct.params) + " " +
                     nstring(opt(p.id)) + " " + nstring(opt(p.description)) + " " + quote(p.encoding) + " " +
                     std::to_string(p.body_size());
   if (ct.type == "text" || broken) out += " " + std::to_string(p.lines);
@@ -323,14 +327,13 @@ void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
     if (!changed_since) return done(tag, "BAD", "CHANGEDSINCE needs a number");
     condstore_ = true;
   }
+  if (items.size() > 64) return done(tag, "BAD", "[LIMIT] too many FETCH items");
   if (uid && std::none_of(items.begin(), items.end(), [](auto& x) { return x.kind == FetchItem::uid; }))
     items.insert(items.begin(), *parse_fetch_item("UID"));
   if (changed_since && std::none_of(items.begin(), items.end(), [](auto& x) { return x.kind == FetchItem::modseq; }))
     items.push_back(*parse_fetch_item("MODSEQ"));
   if (set->saved) {
-    std::vector<uint64_t> uids = saved_;
-    set = parse_sequence_set(uids.empty() ? "0" : compact_set(uids));
-    if (!set) set = SequenceSet{};
+    set = set_of(saved_);
     uid = true;
   }
   auto uids = std::make_shared<std::vector<uint64_t>>();
@@ -342,14 +345,15 @@ void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
   });
   wait();
   auto alive = std::weak_ptr<bool>(alive_);
-  auto body = [this, alive, items, uids, content, sets_seen](size_t k, std::function<void()> next) {
+  auto unknown_cte = std::make_shared<bool>(false);
+  auto body = [this, alive, items, uids, content, sets_seen, unknown_cte](size_t k, std::function<void()> next) {
     uint64_t u = (*uids)[k];
     // After each response: wait while the client is behind on reading.
     auto then = [this, next] {
       if (io_.backlogged()) io_.when_drained(next);
       else next();
     };
-    auto respond = [this, items, u, then](const std::string* data, const mime::Part* root, bool seen_now) {
+    auto respond = [this, items, u, then, unknown_cte](const std::string* data, const mime::Part* root, bool seen_now) {
       auto index = view_->find_uid(u);
       if (!index) return then();  // expunged meanwhile
       const MessageRef& m = view_->at(*index);
@@ -365,14 +369,18 @@ void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
           case FetchItem::modseq: piece = "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
           default: {
             auto r = data && root ? render_item(item, *data, *root) : std::nullopt;
-            // A section this message does not have is empty (RFC 9051
-            // §6.4.5); BINARY of an unknown encoding is NIL.
-            piece = r ? *r : item.label + (item.kind == FetchItem::binary ? " NIL" : " \"\"");
+            if (!r && item.kind != FetchItem::section) *unknown_cte = true;  // BINARY: NO [UNKNOWN-CTE] at the end
+            // A section this message does not have is empty (RFC 9051 §6.4.5).
+            std::string origin = item.partial ? "<" + std::to_string(item.partial->first) + ">" : "";
+            piece = r ? *r : item.label + origin + (item.kind == FetchItem::binary_size ? " 0" : " \"\"");
           }
         }
         out += (out.empty() ? "" : " ") + piece;
       }
-      if (seen_now && !flags_sent) out += " FLAGS " + flag_list(m.flags);  // \Seen set implicitly
+      if (seen_now && !flags_sent) {  // \Seen set implicitly
+        out += " FLAGS " + flag_list(m.flags);
+        if (condstore_) out += " MODSEQ (" + std::to_string(m.modseq) + ")";
+      }
       untagged(std::to_string(*index + 1) + " FETCH (" + out + ")");
       then();
     };
@@ -406,10 +414,10 @@ void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
                                   });
                   });
   };
-  Sequence::run(uids->size(), body, [this, alive, tag, completed] {
+  Sequence::run(uids->size(), body, [this, alive, tag, completed, unknown_cte] {
     if (alive.expired()) return;
+    if (*unknown_cte) return finish(tag, "NO", "[UNKNOWN-CTE] a part's content transfer encoding is unknown", false);
     finish(tag, "OK", completed, false);
-    resume();
   });
 }
 

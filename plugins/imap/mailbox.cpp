@@ -40,17 +40,6 @@ bool matches(std::string_view pattern, std::string_view name) {
   return at[pattern.size()];
 }
 
-// A mailbox name from an astring argument: INBOX case-insensitive, no
-// trailing delimiter.
-std::optional<std::string> mailbox_arg(const Token& t) {
-  if (!is_string(t) || t.value.empty() || t.value.size() > 1000) return std::nullopt;
-  std::string name = canonical_mailbox(t.value);
-  while (name.size() > 1 && name.back() == '/') name.pop_back();
-  if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
-    return std::nullopt;
-  return name;
-}
-
 std::string status_code(const sdk::Error& e) {
   switch (e.status) {
     case PST_ERR_NOT_FOUND: return "[NONEXISTENT] ";
@@ -119,6 +108,7 @@ void Session::select(const std::string& tag, const Tokens& args, bool read_only)
       if (p == "CONDSTORE") condstore_ = true;
       else return done(tag, "BAD", "unknown SELECT parameter " + p);
   }
+  saved_.clear();  // RFC 5182: "$" does not survive a change of mailbox
   if (state_ == State::selected) {
     untagged("OK [CLOSED] previous mailbox closed");
     view_.reset();
@@ -136,16 +126,14 @@ void Session::select(const std::string& tag, const Tokens& args, bool read_only)
                   view_ = std::make_unique<View>(name, read_only);
                   view_->update(*r, true);
                   state_ = State::selected;
-                  changed_ = false;
                   backend_.watch(account_, view_->id(), [this, alive = std::weak_ptr<bool>(alive_)] {
                     if (alive.expired()) return;
                     changed_ = true;
-                    // IDLE reports at once; otherwise at the next command.
-                    if (continuation_ == Continuation::idle && !busy_) {
-                      wait();
-                      refresh(true, [this] { resume(); });
-                    }
+                    idle_refresh();  // IDLE reports at once; otherwise the next command does
                   });
+                  // A change between the listing and the watch sent no hint:
+                  // look again at the next chance.
+                  changed_ = true;
                   untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Junk $NotJunk $Forwarded)");
                   untagged("OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags allowed");
                   untagged(std::to_string(view_->size()) + " EXISTS");
@@ -189,7 +177,6 @@ void Session::create(const std::string& tag, const Tokens& args) {
       [this, alive, tag, failed] {
         if (alive.expired() || *failed) return;
         finish(tag, "OK", "CREATE completed");
-        resume();
       });
 }
 
@@ -201,9 +188,8 @@ void Session::remove(const std::string& tag, const Tokens& args) {
   backend_.call("store", "mailbox.delete", Record().add("account", account_).add("name", *name),
                 [this, alive = std::weak_ptr<bool>(alive_), tag](Result<Record> r) {
                   if (alive.expired()) return;
-                  if (!r) done(tag, "NO", status_code(r.error()) + r.error().message);
-                  else finish(tag, "OK", "DELETE completed");
-                  resume();
+                  if (!r) return finish(tag, "NO", status_code(r.error()) + r.error().message);
+                  finish(tag, "OK", "DELETE completed");
                 });
 }
 
@@ -214,11 +200,11 @@ void Session::rename(const std::string& tag, const Tokens& args) {
   if (*to == "INBOX") return done(tag, "NO", "[ALREADYEXISTS] INBOX exists");
   wait();
   backend_.call("store", "mailbox.rename", Record().add("account", account_).add("name", *from).add("to", *to),
-                [this, alive = std::weak_ptr<bool>(alive_), tag](Result<Record> r) {
+                [this, alive = std::weak_ptr<bool>(alive_), tag, from = *from, to = *to](Result<Record> r) {
                   if (alive.expired()) return;
-                  if (!r) done(tag, "NO", status_code(r.error()) + r.error().message);
-                  else finish(tag, "OK", "RENAME completed");
-                  resume();
+                  if (!r) return finish(tag, "NO", status_code(r.error()) + r.error().message);
+                  if (view_ && view_->name() == from) view_->rename(to);
+                  finish(tag, "OK", "RENAME completed");
                 });
 }
 
@@ -230,9 +216,8 @@ void Session::subscribe(const std::string& tag, const Tokens& args, bool on) {
                 Record().add("account", account_).add("name", *name).add("subscribed", on ? "1" : "0"),
                 [this, alive = std::weak_ptr<bool>(alive_), tag, on](Result<Record> r) {
                   if (alive.expired()) return;
-                  if (!r) done(tag, "NO", status_code(r.error()) + r.error().message);
-                  else finish(tag, "OK", on ? "SUBSCRIBE completed" : "UNSUBSCRIBE completed");
-                  resume();
+                  if (!r) return finish(tag, "NO", status_code(r.error()) + r.error().message);
+                  finish(tag, "OK", on ? "SUBSCRIBE completed" : "UNSUBSCRIBE completed");
                 });
 }
 
@@ -256,6 +241,10 @@ void Session::list(const std::string& tag, const Tokens& args, bool lsub) {
   } else {
     return done(tag, "BAD", "LIST pattern");
   }
+  // Matching costs pattern x name: keep both sides small.
+  if (patterns.size() > 32 || reference.size() > 1000 ||
+      std::any_of(patterns.begin(), patterns.end(), [](auto& p) { return p.size() > 1000; }))
+    return done(tag, "BAD", "[LIMIT] too many or too long LIST patterns");
   if (i < args.size()) {
     if (lsub || upper(args[i].value) != "RETURN") return done(tag, "BAD", "LIST: unexpected arguments");
     ++i;
@@ -312,9 +301,8 @@ void Session::list(const std::string& tag, const Tokens& args, bool lsub) {
             hit = hit || matches(full, name) || (name == "INBOX" && matches(upper(full), "INBOX"));
           }
           if (!hit) continue;
-          bool children = std::any_of(names.begin(), names.end(), [&](const std::string& n) {
-            return n.size() > name.size() && n.compare(0, name.size() + 1, name + "/") == 0;
-          });
+          auto next = names.lower_bound(name + "/");
+          bool children = next != names.end() && next->compare(0, name.size() + 1, name + "/") == 0;
           std::string attrs = children ? "\\HasChildren" : "\\HasNoChildren";
           if (show_subscribed && subscribed) attrs += " \\Subscribed";
           if (!special.empty()) attrs += " " + special;
@@ -322,8 +310,7 @@ void Session::list(const std::string& tag, const Tokens& args, bool lsub) {
         }
         if (status.empty()) {
           for (auto& [line, name] : *lines) untagged(line);
-          finish(tag, "OK", verb + " completed");
-          return resume();
+          return finish(tag, "OK", verb + " completed");
         }
         // LIST-STATUS (RFC 5819): each LIST line followed by its STATUS.
         Sequence::run(
@@ -341,7 +328,6 @@ void Session::list(const std::string& tag, const Tokens& args, bool lsub) {
             [this, alive, tag, verb] {
               if (alive.expired()) return;
               finish(tag, "OK", verb + " completed");
-              resume();
             });
       });
 }
@@ -363,7 +349,6 @@ void Session::status(const std::string& tag, const Tokens& args) {
                   }
                   untagged("STATUS " + quote(name) + " (" + status_items(*r, items) + ")");
                   finish(tag, "OK", "STATUS completed");
-                  resume();
                 });
 }
 
@@ -404,7 +389,6 @@ void Session::append(const std::string& tag, const Tokens& args) {
                   finish(tag, "OK",
                          "[APPENDUID " + std::to_string(num(*r, "uidvalidity")) + " " + std::to_string(num(*r, "uid")) +
                              "] APPEND completed");
-                  resume();
                 });
 }
 
@@ -428,12 +412,12 @@ void Session::quota(const std::string& tag, const std::string& name, const Token
                                        std::to_string(limit / 1024) + ")"
                                  : "QUOTA \"\" ()");
                   finish(tag, "OK", name + " completed");
-                  resume();
                 });
 }
 
 void Session::close_mailbox(const std::string& tag, bool expunge_first) {
   auto leave = [this, tag, expunge_first] {
+    saved_.clear();
     view_.reset();
     backend_.watch(0, 0, nullptr);
     state_ = State::authenticated;
@@ -482,7 +466,6 @@ void Session::expunge(const std::string& tag, const Tokens& args, bool uid) {
                     view_->forget(uid);
                   }
                   finish(tag, "OK", "EXPUNGE completed");
-                  resume();
                 });
 }
 

@@ -49,9 +49,8 @@ void Session::store(const std::string& tag, const Tokens& args, bool uid) {
   }
   if (list && i >= args.size()) return done(tag, "BAD", "unterminated flag list");
   if (set->saved) {
-    set = parse_sequence_set(saved_.empty() ? "0" : compact_set(saved_));
+    set = set_of(saved_);
     uid = true;
-    if (!set) set = SequenceSet{};
   }
   std::vector<uint64_t> uids;
   for (size_t index : view_->select(*set, uid)) uids.push_back(view_->at(index).uid);
@@ -88,7 +87,6 @@ void Session::store(const std::string& tag, const Tokens& args, bool uid) {
                   }
                   std::string code = modified.empty() ? "" : "[MODIFIED " + compact_set(modified) + "] ";
                   finish(tag, "OK", code + (modified.empty() ? "STORE completed" : "conditional STORE failed"), false);
-                  resume();
                 });
 }
 
@@ -96,13 +94,13 @@ void Session::copy(const std::string& tag, const Tokens& args, bool uid, bool mo
   std::string verb = move ? "MOVE" : "COPY";
   if (move && view_->read_only()) return done(tag, "NO", "[READ-ONLY] mailbox opened with EXAMINE");
   auto set = args.size() == 2 ? parse_sequence_set(args[0].value) : std::nullopt;
-  if (!set || !is_string(args[1])) return done(tag, "BAD", verb + " sequence-set mailbox");
+  auto target = args.size() == 2 ? mailbox_arg(args[1]) : std::nullopt;
+  if (!set || !target) return done(tag, "BAD", verb + " sequence-set mailbox");
   if (set->saved) {
-    set = parse_sequence_set(saved_.empty() ? "0" : compact_set(saved_));
+    set = set_of(saved_);
     uid = true;
-    if (!set) set = SequenceSet{};
   }
-  std::string to = canonical_mailbox(args[1].value);
+  std::string to = *target;
   std::vector<uint64_t> uids;
   for (size_t index : view_->select(*set, uid)) uids.push_back(view_->at(index).uid);
   if (uids.empty()) return finish(tag, "OK", verb + " completed (nothing to " + verb + ")");
@@ -117,17 +115,23 @@ void Session::copy(const std::string& tag, const Tokens& args, bool uid, bool mo
           done(tag, "NO", code_of(r.error()) + r.error().message);
           return resume();
         }
-        std::vector<uint64_t> from, dest;
+        // RFC 4315: the two sets pair up in order, so both are listed by
+        // source UID, as they are.
+        std::vector<std::pair<uint64_t, uint64_t>> pairs;
         for (auto raw : r->all("copy")) {
           auto c = Record::parse(raw).value_or(Record());
-          from.push_back(c.number("from").value_or(0));
-          dest.push_back(c.number("to").value_or(0));
+          pairs.emplace_back(c.number("from").value_or(0), c.number("to").value_or(0));
         }
-        std::string copyuid = from.empty() ? "" : "[COPYUID " + std::string(r->get_or("uidvalidity", "0")) + " " +
-                                                      compact_set(from) + " " + compact_set(dest) + "] ";
+        std::sort(pairs.begin(), pairs.end());
+        std::string from, dest;
+        for (auto& [f, d] : pairs) {
+          from += (from.empty() ? "" : ",") + std::to_string(f);
+          dest += (dest.empty() ? "" : ",") + std::to_string(d);
+        }
+        std::string copyuid =
+            pairs.empty() ? "" : "[COPYUID " + std::string(r->get_or("uidvalidity", "0")) + " " + from + " " + dest + "] ";
         if (!move) {
-          finish(tag, "OK", copyuid + "COPY completed");
-          return resume();
+          return finish(tag, "OK", copyuid + "COPY completed");
         }
         // MOVE: the copies exist; now the originals go (RFC 6851 §3.3:
         // COPYUID first, then the EXPUNGEs, then the tagged OK).
@@ -161,7 +165,6 @@ void Session::copy(const std::string& tag, const Tokens& args, bool uid, bool mo
               }
             }
             finish(tag, e ? "OK" : "NO", e ? "MOVE completed" : "[UNAVAILABLE] " + e.error().message);
-            resume();
           });
         });
       });

@@ -85,6 +85,10 @@ class Connection final : public ProtocolSession, public Io, public imap::Backend
   }
   void close() override { conn().close(); }
   void set_timeout(std::chrono::milliseconds t) override { conn().set_timeout(t); }
+  void pause_input(bool paused) override {
+    if (paused) conn().pause();
+    else conn().resume();
+  }
   void log(std::string_view event,
            std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
     Field f[8];

@@ -36,8 +36,10 @@ struct Parser {
   std::string error;
 
   bool more() const { return i < t.size() && t[i].kind != Token::close; }
+  // Search strings are folded and matched once per message: bounded.
   std::optional<std::string> word() {
-    if (i >= t.size() || (t[i].kind != Token::atom && t[i].kind != Token::string)) return std::nullopt;
+    if (i >= t.size() || (t[i].kind != Token::atom && t[i].kind != Token::string) || t[i].value.size() > 1000)
+      return std::nullopt;
     return t[i++].value;
   }
   std::optional<Key> key(int depth) {
@@ -62,9 +64,8 @@ struct Parser {
       Key k{Key::sequence};
       k.set = *s;
       if (s->saved) {  // "$": the saved UIDs
-        k.op = Key::uid_set;
-        k.set = parse_sequence_set(saved.empty() ? "0" : compact_set(saved)).value_or(SequenceSet{});
-        if (saved.empty()) k.op = Key::none;
+        k.op = saved.empty() ? Key::none : Key::uid_set;
+        k.set = set_of(saved);
       }
       return k;
     }
@@ -130,7 +131,7 @@ struct Parser {
       Key k{Key::uid_set};
       k.set = *s;
       if (s->saved) {
-        k.set = parse_sequence_set(saved.empty() ? "0" : compact_set(saved)).value_or(SequenceSet{});
+        k.set = set_of(saved);
         if (saved.empty()) k.op = Key::none;
       }
       return k;
@@ -294,8 +295,12 @@ void Session::search(const std::string& tag, const Tokens& args, bool uid) {
       top_modseq = std::max(top_modseq, view_->at(index).modseq);
     }
     if (returns.count("SAVE")) {
+      // RFC 5182 §2.1: with MIN and/or MAX, only those are saved.
       saved_.clear();
-      for (size_t index : *hits) saved_.push_back(view_->at(index).uid);
+      bool min = returns.count("MIN"), max = returns.count("MAX");
+      for (size_t k = 0; k < hits->size(); ++k)
+        if ((!min && !max) || (min && k == 0) || (max && k + 1 == hits->size()))
+          saved_.push_back(view_->at((*hits)[k]).uid);
     }
     if (!esearch) {
       std::string line = "SEARCH";
@@ -315,7 +320,6 @@ void Session::search(const std::string& tag, const Tokens& args, bool uid) {
       untagged(line);
     }
     finish(tag, "OK", std::string(uid ? "UID " : "") + "SEARCH completed", false);
-    resume();
   };
   if (!content) {
     for (size_t index = 0; index < view_->size(); ++index) evaluate(index, nullptr);

@@ -12,8 +12,19 @@ namespace postern::imap {
 using sdk::Record;
 using sdk::Result;
 
+namespace {
+// Before login a client has no business sending big literals.
+constexpr uint64_t kLiteralBeforeLogin = 8192;
+// Kept unread input while a command waits, before reading pauses.
+constexpr size_t kMaxBufferedInput = 256 << 10;
+// Failed logins on one connection before it is closed.
+constexpr int kMaxFailedLogins = 3;
+}  // namespace
+
 Session::Session(SessionConfig config, Io& io, Backend& backend, std::string peer)
-    : config_(std::move(config)), io_(io), backend_(backend), peer_(std::move(peer)), reader_(config_.limits) {}
+    : config_(std::move(config)), io_(io), backend_(backend), peer_(std::move(peer)), reader_(config_.limits) {
+  reader_.set_literal_limit(kLiteralBeforeLogin);
+}
 
 Session::~Session() {
   if (account_) backend_.session_ends(account_);
@@ -65,11 +76,19 @@ void Session::feed(std::string_view bytes) {
   if (closed_) return;
   reader_.append(bytes);
   process();
+  if (!input_paused_ && reader_.buffered() > kMaxBufferedInput) {
+    input_paused_ = true;
+    io_.pause_input(true);
+  }
 }
 
 void Session::resume() {
   busy_ = false;
   process();
+  if (input_paused_ && reader_.buffered() <= kMaxBufferedInput) {
+    input_paused_ = false;
+    io_.pause_input(false);
+  }
 }
 
 // Commands run one at a time; a command that waits for the store sets
@@ -78,6 +97,17 @@ void Session::process() {
   if (processing_) return;
   processing_ = true;
   while (!busy_ && !closed_) {
+    if (io_.backlogged()) {  // the client is not reading: stop answering until it does
+      if (!drain_pending_) {
+        drain_pending_ = true;
+        io_.when_drained([this, alive = std::weak_ptr<bool>(alive_)] {
+          if (alive.expired()) return;
+          drain_pending_ = false;
+          process();
+        });
+      }
+      break;
+    }
     auto event = reader_.next();
     if (event == CommandReader::Event::none) break;
     switch (event) {
@@ -89,6 +119,12 @@ void Session::process() {
                   " bytes is over the limit of " + std::to_string(config_.limits.max_literal) + "\r\n");
         break;
       case CommandReader::Event::line_too_long:
+        if (continuation_ != Continuation::none) {  // an AUTHENTICATE or IDLE answer
+          continuation_ = Continuation::none;
+          scram_.reset();
+          done(continuation_tag_, "BAD", "line too long");
+          break;
+        }
         io_.write(reader_.refused_tag() + " BAD [TOOBIG] command line too long\r\n");
         break;
       case CommandReader::Event::command:
@@ -126,12 +162,22 @@ void Session::dispatch(RawCommand command) {
     name += " " + upper(args[0].value);
     args.erase(args.begin());
   }
-  io_.set_timeout(state_ == State::not_authenticated ? config_.login_timeout : config_.autologout);
+  // Before login the deadline set at open stands: commands do not extend it.
+  if (state_ != State::not_authenticated) io_.set_timeout(config_.autologout);
   run(tag, name, std::move(args));
 }
 
 void Session::done(const std::string& tag, const std::string& status, const std::string& text) {
-  io_.write(tag + " " + status + " " + text + "\r\n");
+  io_.write(tag + " " + status + " " + one_line(text) + "\r\n");
+}
+
+void Session::login_failed(const std::string& tag, const std::string& text) {
+  done(tag, "NO", text);
+  if (++failed_logins_ >= kMaxFailedLogins) {
+    untagged("BYE too many failed logins");
+    closed_ = true;
+    io_.close();
+  }
 }
 
 void Session::run(const std::string& tag, const std::string& name, Tokens args) {
@@ -211,9 +257,14 @@ void Session::run(const std::string& tag, const std::string& name, Tokens args) 
 
 // --- after a command: pending updates, then the tagged response ---
 
+// Ends a command: the updates due (if any), the tagged response, then the
+// next command (resume). Every handler ends through here or done+resume.
 void Session::finish(const std::string& tag, const std::string& status, const std::string& text,
                      bool expunges_allowed) {
-  if (state_ != State::selected || !changed_) return done(tag, status, text);
+  if (state_ != State::selected || !changed_) {
+    done(tag, status, text);
+    return resume();
+  }
   wait();
   refresh(expunges_allowed, [this, tag, status, text] {
     done(tag, status, text);
@@ -270,8 +321,8 @@ void Session::login(const std::string& tag, const Tokens& args) {
                   if (alive.expired()) return;
                   if (!r) {
                     bool temporary = r.error().retryable() || r.error().status == PST_ERR;
-                    ++failed_logins_;
-                    done(tag, "NO", temporary ? "[UNAVAILABLE] try again later" : "[AUTHENTICATIONFAILED] invalid credentials");
+                    if (temporary) done(tag, "NO", "[UNAVAILABLE] try again later");
+                    else login_failed(tag, "[AUTHENTICATIONFAILED] invalid credentials");
                     return resume();
                   }
                   logged_in(tag, r->number("account").value_or(0), std::string(r->get_or("address", "")));
@@ -286,6 +337,7 @@ void Session::logged_in(const std::string& tag, uint64_t account, const std::str
   account_ = account;
   address_ = address;
   state_ = State::authenticated;
+  reader_.set_literal_limit(0);  // the configured limit from now on
   io_.set_timeout(config_.autologout);
   io_.log("imap.login", {{"peer", peer_}, {"user", address}});
   done(tag, "OK", "[CAPABILITY " + capabilities() + "] logged in");
@@ -310,8 +362,7 @@ void Session::auth_step(std::string_view line) {
   auto fail = [&](const std::string& why) {
     continuation_ = Continuation::none;
     scram_.reset();
-    ++failed_logins_;
-    done(tag, "NO", why);
+    login_failed(tag, why);
   };
   if (line == "*") {
     continuation_ = Continuation::none;
@@ -321,6 +372,7 @@ void Session::auth_step(std::string_view line) {
   auto decoded = line == "=" ? std::optional<std::string>("") : sdk::base64_decode(line);
   if (!decoded) {
     continuation_ = Continuation::none;
+    scram_.reset();
     return done(tag, "BAD", "invalid base64");
   }
   switch (continuation_) {
@@ -403,10 +455,18 @@ void Session::idle(const std::string& tag) {
   continuation_ = Continuation::idle;
   continuation_tag_ = tag;
   io_.write("+ idling\r\n");
-  if (changed_) {
-    wait();
-    refresh(true, [this] { resume(); });
-  }
+  idle_refresh();
+}
+
+// While idling, every change is reported at once; a hint that arrives
+// during a refresh gets its own refresh right after.
+void Session::idle_refresh() {
+  if (continuation_ != Continuation::idle || busy_ || !changed_ || state_ != State::selected) return;
+  wait();
+  refresh(true, [this] {
+    resume();
+    idle_refresh();
+  });
 }
 
 void Session::idle_line(std::string_view line) {

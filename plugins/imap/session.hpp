@@ -42,6 +42,9 @@ class Io {
   virtual void start_tls() = 0;
   virtual void close() = 0;
   virtual void set_timeout(std::chrono::milliseconds) = 0;
+  // Stop (true) or restart reading from the client: a busy session does
+  // not buffer without bound.
+  virtual void pause_input(bool paused) = 0;
   virtual void log(std::string_view event, std::initializer_list<std::pair<std::string_view, std::string_view>>) = 0;
 };
 
@@ -106,6 +109,8 @@ class Session {
   void enable(const std::string& tag, const Tokens& args);
   void idle(const std::string& tag);
   void idle_line(std::string_view line);
+  void idle_refresh();
+  void login_failed(const std::string& tag, const std::string& text);
   // --- selected ---
   void close_mailbox(const std::string& tag, bool expunge);
   void expunge(const std::string& tag, const Tokens& args, bool uid);
@@ -144,6 +149,7 @@ class Session {
   uint64_t scram_account_ = 0;
   std::string scram_address_;
   int failed_logins_ = 0;
+  bool input_paused_ = false, drain_pending_ = false;
 };
 
 }  // namespace postern::imap

@@ -60,6 +60,7 @@ std::optional<int64_t> parse_imap_date(std::string_view text) { return date_part
 
 std::optional<int64_t> parse_imap_date_time(std::string_view text) {
   // "dd-Mon-yyyy hh:mm:ss +zzzz"
+  if (text.empty()) return std::nullopt;
   size_t sp = text.find(' ', text.front() == ' ' ? 1 : 0);
   if (sp == std::string_view::npos) return std::nullopt;
   auto days = date_part(text.substr(0, sp));

@@ -100,6 +100,25 @@ class Sequence : public std::enable_shared_from_this<Sequence> {
   std::function<void()> end_;
 };
 
+// A mailbox name from an astring argument: INBOX case-insensitive, no
+// trailing delimiter.
+inline std::optional<std::string> mailbox_arg(const Token& t) {
+  if (!is_string(t) || t.value.empty() || t.value.size() > 1000) return std::nullopt;
+  std::string name = canonical_mailbox(t.value);
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+    return std::nullopt;
+  return name;
+}
+
+// Response text with anything that could end the line or fake another
+// response (client-supplied values echoed in NO/BAD) made harmless.
+inline std::string one_line(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return text.size() > 1000 ? text.substr(0, 1000) : text;
+}
+
 inline std::string unhex(std::string_view h) { return sdk::from_hex(h).value_or(std::string()); }
 
 // "28-Nov-2026 10:43:23 +0000" for a unix time (INTERNALDATE).

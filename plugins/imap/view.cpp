@@ -63,8 +63,14 @@ std::vector<size_t> View::select(const SequenceSet& set, bool uid) const {
   std::vector<size_t> out;
   if (messages_.empty()) return out;
   uint64_t star = uid ? messages_.back().uid : messages_.size();
-  for (size_t i = 0; i < messages_.size(); ++i)
-    if (set.contains(uid ? messages_[i].uid : i + 1, star)) out.push_back(i);
+  std::vector<Range> ranges = set.resolved(star);
+  size_t r = 0;
+  // Messages ascend by number and UID, ranges ascend: one pass over both.
+  for (size_t i = 0; i < messages_.size() && r < ranges.size(); ++i) {
+    uint64_t n = uid ? messages_[i].uid : i + 1;
+    while (r < ranges.size() && ranges[r].last < n) ++r;
+    if (r < ranges.size() && n >= ranges[r].first) out.push_back(i);
+  }
   return out;
 }
 

@@ -50,6 +50,7 @@ class View {
   // A message's flags changed by this session's own STORE.
   void set_flags(uint64_t uid, const std::string& flags, uint64_t modseq);
   void forget(uint64_t uid);  // expunged by this session, reported already
+  void rename(std::string name) { name_ = std::move(name); }
   uint64_t max_uid() const { return messages_.empty() ? 0 : messages_.back().uid; }
 
  private:

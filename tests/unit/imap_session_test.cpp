@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include <deque>
+
 using namespace postern::imap;
 using postern::sdk::Record;
 using postern::store::Store;
@@ -27,17 +29,36 @@ struct FakeIo : Io {
   void start_tls() override { tls = true; }
   void close() override { closed = true; }
   void set_timeout(std::chrono::milliseconds) override {}
+  void pause_input(bool) override {}
   void log(std::string_view, std::initializer_list<std::pair<std::string_view, std::string_view>>) override {}
 };
 
-// The store's methods called directly: answers at once.
+// The store's methods called directly: answers at once, or (deferred)
+// when the test runs the queued calls, as the real host does later.
 struct StoreBackend : Backend {
   Store& store;
   std::function<void()> changed;
   int sessions = 0, max_sessions = 2;
+  bool deferred = false;
+  std::deque<std::function<void()>> queued;
   explicit StoreBackend(Store& s) : store(s) {}
+  void run_queued() {
+    while (!queued.empty()) {
+      auto next = std::move(queued.front());
+      queued.pop_front();
+      next();
+    }
+  }
   void call(std::string_view service, std::string_view method, Record request,
             std::function<void(postern::sdk::Result<Record>)> done) override {
+    if (deferred) {
+      queued.push_back([this, service = std::string(service), method = std::string(method), request, done] {
+        deferred = false;
+        call(service, method, request, done);
+        deferred = true;
+      });
+      return;
+    }
     std::string m = service == "auth" ? "auth." + std::string(method) : std::string(method);
     auto handler = Store::find(m);
     REQUIRE(handler);
@@ -347,4 +368,28 @@ TEST_CASE("imap: bounds — a 1 GB literal is refused unread; malformed commands
   CHECK(h.send(deep) == "g BAD malformed command\r\n");
   CHECK(h.send("h LOGOUT\r\n") == "* BYE logging out\r\nh OK LOGOUT completed\r\n");
   CHECK(h.io.closed);
+}
+
+TEST_CASE("imap: with a store that answers later, pipelined commands still run one at a time, in order") {
+  Harness h;
+  h.deliver(kPlain);
+  h.login();
+  h.send("s SELECT INBOX\r\n");
+  h.backend.deferred = true;
+  h.backend.changed();  // a hint is pending: the next command ends with a refresh
+  h.send("a APPEND INBOX {3+}\r\nabc\r\nb FETCH 1:* BODY.PEEK[]\r\nc CLOSE\r\nd NOOP\r\n");
+  h.io.out.clear();
+  h.backend.run_queued();
+  std::string out = h.io.out;
+  size_t a = out.find("a OK [APPENDUID "), b = out.find("b OK FETCH completed"), c = out.find("c OK CLOSE completed"),
+         d = out.find("d OK NOOP completed");
+  REQUIRE(a != std::string::npos);
+  REQUIRE(b != std::string::npos);
+  REQUIRE(c != std::string::npos);
+  REQUIRE(d != std::string::npos);
+  CHECK(a < b);
+  CHECK(b < c);
+  CHECK(c < d);
+  CHECK(out.find("* 2 EXISTS") < b);  // the appended message, reported before FETCH runs
+  CHECK(out.find("* 2 FETCH (BODY[] {3}\r\nabc)") != std::string::npos);
 }
