@@ -237,10 +237,16 @@ pst_status Connection::start_tls() {
 void Connection::begin_handshake() {
   if (state_ != State::open) return;
   handshaking_ = true;
-  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(socket_, tls_store_->default_context());
+  tls_ = std::make_unique<TlsSocket>(socket_, tls_store_->default_context().native_handle());
   arm_idle();
-  tls_->async_handshake(asio::ssl::stream_base::server,
-                        [self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
+  if (!tls_->valid()) {
+    handshaking_ = false;
+    log_event(PST_LOG_ERROR, "tls.failed", "SSL_new failed");
+    tls_.reset();
+    finish();
+    return;
+  }
+  tls_->async_handshake([self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
 }
 
 void Connection::on_handshake(const error_code& ec) {

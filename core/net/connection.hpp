@@ -7,12 +7,12 @@
 #include "config/config.hpp"
 #include "net/listener_state.hpp"
 #include "plugin/generation.hpp"
+#include "tls/tls_socket.hpp"
 #include "tls/tls_store.hpp"
 
 #include <postern/abi.h>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
@@ -92,7 +92,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   void log_event(pst_log_level level, std::string_view event, std::string_view reason = {}) const;
 
   tcp::socket socket_;
-  std::unique_ptr<boost::asio::ssl::stream<tcp::socket&>> tls_;
+  std::unique_ptr<TlsSocket> tls_;
   std::shared_ptr<TlsStore> tls_store_;
   std::shared_ptr<ListenerState> listener_;
   std::shared_ptr<const ListenerConfig> config_;
