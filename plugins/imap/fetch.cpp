@@ -127,9 +127,17 @@ std::string address_list(const std::vector<mime::Address>& list) {
   return out + ")";
 }
 
-std::string literal_of(std::string_view data, bool binary) {
+// A section's bytes with <origin.count> applied, answered as a literal
+// labelled with its origin.
+std::string partial_literal(const FetchItem& item, std::string_view data, bool binary) {
+  std::string label = item.label;
+  if (item.partial) {
+    uint64_t origin = item.partial->first;
+    data = origin >= data.size() ? std::string_view() : data.substr(origin, item.partial->second);
+    label += "<" + std::to_string(origin) + ">";
+  }
   bool nul = binary && data.find('\0') != std::string_view::npos;
-  return std::string(nul ? "~{" : "{") + std::to_string(data.size()) + "}\r\n" + std::string(data);
+  return label + " " + (nul ? "~{" : "{") + std::to_string(data.size()) + "}\r\n" + std::string(data);
 }
 
 }  // namespace
@@ -260,13 +268,7 @@ std::optional<std::string> render_item(const FetchItem& item, std::string_view m
                               item.text == "HEADER.FIELDS.NOT");
         data = owned;
       }
-      std::string label = item.label;
-      if (item.partial) {
-        uint64_t origin = item.partial->first;
-        data = origin >= data.size() ? std::string_view() : data.substr(origin, item.partial->second);
-        label += "<" + std::to_string(origin) + ">";
-      }
-      return label + " " + literal_of(data, false);
+      return partial_literal(item, data, false);
     }
     case FetchItem::binary:
     case FetchItem::binary_size: {
@@ -277,14 +279,7 @@ std::optional<std::string> render_item(const FetchItem& item, std::string_view m
         return std::nullopt;
       std::string decoded = mime::decode_transfer(message.substr(p->body_start, p->body_size()), enc);
       if (item.kind == FetchItem::binary_size) return item.label + " " + std::to_string(decoded.size());
-      std::string_view data = decoded;
-      std::string label = item.label;
-      if (item.partial) {
-        uint64_t origin = item.partial->first;
-        data = origin >= data.size() ? std::string_view() : data.substr(origin, item.partial->second);
-        label += "<" + std::to_string(origin) + ">";
-      }
-      return label + " " + literal_of(data, true);
+      return partial_literal(item, decoded, true);
     }
     default:
       return std::nullopt;

@@ -91,13 +91,7 @@ class Connection final : public ProtocolSession, public Io, public imap::Backend
   }
   void log(std::string_view event,
            std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
-    Field f[8];
-    size_t n = 0;
-    f[n++] = {"listener", info().listener};
-    for (auto& [k, v] : fields)
-      if (n < 8) f[n++] = {k, v};
-    host_.log(event.find("failed") != std::string_view::npos ? PST_LOG_WARNING : PST_LOG_INFO, event,
-              std::span<const Field>(f, n));
+    log_event(host_, event.find("failed") != std::string_view::npos ? PST_LOG_WARNING : PST_LOG_INFO, event, fields);
   }
 
   // --- Backend ---

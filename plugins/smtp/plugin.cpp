@@ -66,13 +66,8 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   void resume() override { conn().resume(); }
   void log(std::string_view event,
            std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
-    Field f[8];
-    size_t n = 0;
-    f[n++] = {"listener", info().listener};
-    for (auto& [k, v] : fields)
-      if (n < 8) f[n++] = {k, v};
-    host_.log(event.starts_with("auth.failed") || event.ends_with("denied") ? PST_LOG_WARNING : PST_LOG_INFO, event,
-              std::span<const Field>(f, n));
+    log_event(host_, event.starts_with("auth.failed") || event.ends_with("denied") ? PST_LOG_WARNING : PST_LOG_INFO,
+              event, fields);
   }
 
   // --- Backend (completions run on this connection's thread; a closed

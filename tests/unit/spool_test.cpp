@@ -4,6 +4,7 @@
 #include "crypto.hpp"
 #include "spool.hpp"
 #include "store.hpp"
+#include "store_support.hpp"
 #include "test_support.hpp"
 
 #include <postern/abi.h>
@@ -16,6 +17,7 @@
 using namespace postern::store;
 using postern::sdk::Record;
 using postern::test::TempDir;
+using postern::test::fails_with;
 
 namespace {
 
@@ -77,14 +79,6 @@ Record result(uint64_t index, const char* state, const char* status = "", const 
   return Record().add("index", index).add("state", state).add("status", status).add("text", text);
 }
 
-bool fails_with(const std::function<void()>& fn, int status) {
-  try {
-    fn();
-  } catch (const StoreError& e) {
-    return e.status == status;
-  }
-  return false;
-}
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 #include "crypto.hpp"
 #include "credentials.hpp"
 #include "store.hpp"
+#include "store_support.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -15,6 +16,7 @@
 using namespace postern::store;
 using postern::sdk::Record;
 using postern::test::TempDir;
+using postern::test::fails_with;
 
 namespace {
 std::string bytes(const char* hex_text) { return *unhex(hex_text); }
@@ -42,14 +44,6 @@ struct Fixture {
   }
 };
 
-bool fails_with(const std::function<void()>& fn, int status) {
-  try {
-    fn();
-  } catch (const StoreError& e) {
-    return e.status == status;
-  }
-  return false;
-}
 }  // namespace
 
 TEST_CASE("AES-256-GCM known answer (GCM spec test case 16)") {

@@ -91,6 +91,18 @@ class ProtocolSession {
 
   const Connection& conn() const { return conn_; }
   const ConnInfo& info() const { return info_; }
+
+  // A log line of this session: the listener's name first, then up to
+  // seven fields.
+  void log_event(const Host& host, pst_log_level level, std::string_view event,
+                 std::initializer_list<std::pair<std::string_view, std::string_view>> fields) const {
+    Field f[8];
+    size_t n = 0;
+    f[n++] = {"listener", info_.listener};
+    for (auto& [k, v] : fields)
+      if (n < 8) f[n++] = {k, v};
+    host.log(level, event, std::span<const Field>(f, n));
+  }
   void attach(const ConnInfo& info) { info_ = info; }
 
  private:
