@@ -59,6 +59,16 @@ class CommandReader {
   void reset();
   // The largest literal accepted from now on (small before login).
   void set_literal_limit(uint64_t bytes) { literal_limit_ = bytes; }
+  // After continue_literal: the command so far and the literal's size; or
+  // refuse it (the client sends nothing more of that command).
+  const std::string& pending_text() const { return command_.text; }
+  uint64_t pending_literal() const { return literal_left_; }
+  void refuse_literal() {
+    command_ = RawCommand{};
+    literal_total_ = 0;
+    literal_left_ = 0;
+    state_ = State::line;
+  }
   bool idle() const { return input_.empty() && command_.text.empty() && state_ == State::line; }
   size_t buffered() const { return input_.size(); }
 

@@ -112,6 +112,10 @@ void Session::process() {
     if (event == CommandReader::Event::none) break;
     switch (event) {
       case CommandReader::Event::continue_literal:
+        if (account_ && upper(reader_.pending_text().substr(0, 80)).find(" APPEND ") != std::string::npos) {
+          check_append_quota();  // answers "+" or refuses, then resumes
+          break;
+        }
         io_.write("+ go ahead\r\n");
         break;
       case CommandReader::Event::literal_too_big:
@@ -169,6 +173,27 @@ void Session::dispatch(RawCommand command) {
 
 void Session::done(const std::string& tag, const std::string& status, const std::string& text) {
   io_.write(tag + " " + status + " " + one_line(text) + "\r\n");
+}
+
+// An APPEND announced its message: refuse it before it is sent when it
+// cannot fit in the account's quota (RFC 9208 OVERQUOTA).
+void Session::check_append_quota() {
+  wait();
+  uint64_t size = reader_.pending_literal();
+  std::string tag = reader_.tag();
+  backend_.call("store", "quota.get", Record().add("account", account_),
+                [this, alive = std::weak_ptr<bool>(alive_), size, tag](Result<Record> r) {
+                  if (alive.expired()) return;
+                  uint64_t limit = r ? r->number("limit").value_or(0) : 0;
+                  uint64_t used = r ? r->number("used").value_or(0) : 0;
+                  if (limit && size > limit - std::min(used, limit)) {
+                    reader_.refuse_literal();
+                    done(tag, "NO", "[OVERQUOTA] the message does not fit in the mailbox quota");
+                  } else {
+                    io_.write("+ go ahead\r\n");
+                  }
+                  resume();
+                });
 }
 
 void Session::login_failed(const std::string& tag, const std::string& text) {

@@ -111,6 +111,7 @@ class Session {
   void idle_line(std::string_view line);
   void idle_refresh();
   void login_failed(const std::string& tag, const std::string& text);
+  void check_append_quota();
   // --- selected ---
   void close_mailbox(const std::string& tag, bool expunge);
   void expunge(const std::string& tag, const Tokens& args, bool uid);

@@ -299,6 +299,13 @@ TEST_CASE("imap: APPEND, COPY and MOVE with UIDPLUS codes; EXPUNGE; TRYCREATE") 
   CHECK(h.send("g NOOP\r\n") == "* 1 EXISTS\r\ng OK NOOP completed\r\n");
   h.send("h STORE 1 +FLAGS.SILENT (\\Deleted)\r\n");
   CHECK(h.send("i EXPUNGE\r\n") == "* 1 EXPUNGE\r\ni OK EXPUNGE completed\r\n");
+  // Quota: a synchronising literal that cannot fit is refused before it is
+  // sent; a non-synchronising one is read and refused by the store.
+  h.store.quota_set(Record().add("address", "alice@example.org").add("bytes", 100));
+  CHECK(h.send("q APPEND INBOX {500}\r\n") == "q NO [OVERQUOTA] the message does not fit in the mailbox quota\r\n");
+  CHECK(h.send("r APPEND INBOX {5}\r\n") == "+ go ahead\r\n");
+  CHECK(h.send("12345\r\n").find("r OK [APPENDUID ") != std::string::npos);
+  CHECK(h.send("t APPEND INBOX {500+}\r\n" + std::string(500, 'x') + "\r\n").starts_with("t NO [OVERQUOTA] "));
 }
 
 TEST_CASE("imap: IDLE reports new mail at once; another session's expunge waits for a safe moment") {
