@@ -128,6 +128,12 @@ void Connection::read() {
 void Connection::on_read(const error_code& ec, size_t n) {
   reading_ = false;
   if (state_ == State::closed) return;
+  // Closing: whatever the read brought (a TLS read may complete after the
+  // cancel), the close goes on.
+  if (state_ == State::closing) {
+    continue_close();
+    return;
+  }
   if (tls_pending_ && !ec) {
     // The read completed before start_tls() could cancel it: the bytes are
     // plaintext sent after STARTTLS and are dropped; the handshake goes on.
@@ -311,6 +317,8 @@ void Connection::continue_close() {
 
 void Connection::shutdown_transport() {
   if (tls_ && tls_active_) {
+    if (shutting_down_) return;  // under way; its completion finishes
+    shutting_down_ = true;
     tls_->async_shutdown([self = shared_from_this()](const error_code&) { self->finish(); });
     return;
   }

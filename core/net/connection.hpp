@@ -114,7 +114,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   size_t read_limit_;
   std::string held_;  // read while paused, delivered on resume
   bool reading_ = false, paused_ = false;
-  bool tls_pending_ = false, handshaking_ = false, tls_active_ = false;
+  bool tls_pending_ = false, handshaking_ = false, tls_active_ = false, shutting_down_ = false;
   std::string out_, sending_;
   bool writing_ = false, want_writable_ = false;
 

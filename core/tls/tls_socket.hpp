@@ -33,11 +33,15 @@ class TlsSocket {
 
   TlsSocket(tcp::socket& socket, SSL_CTX* ctx) : socket_(socket), ssl_(SSL_new(ctx)) {
     if (!ssl_) return;
-    SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));
+    boost::system::error_code ec;
+    socket_.non_blocking(true, ec);  // OpenSSL must see EAGAIN, never block the loop
+    if (ec || SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle())) != 1) {
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+      return;
+    }
     SSL_set_accept_state(ssl_);
     SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    boost::system::error_code ignored;
-    socket_.non_blocking(true, ignored);  // OpenSSL must see EAGAIN, never block the loop
   }
   ~TlsSocket() {
     if (ssl_) SSL_free(ssl_);
@@ -99,7 +103,8 @@ class TlsSocket {
       auto wait = e == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
       socket_.async_wait(wait, [this, op = std::move(op), handler = std::move(handler)](
                                    const boost::system::error_code& ec) mutable {
-        if (ec) return handler(ec, size_t{0});
+        // A closed socket's number may already belong to a new client.
+        if (ec || !socket_.is_open()) return handler(ec ? ec : boost::asio::error::operation_aborted, size_t{0});
         run(std::move(op), std::move(handler));
       });
       return;
@@ -116,10 +121,11 @@ class TlsSocket {
   static boost::system::error_code error_of(int ssl_error) {
     namespace error = boost::asio::error;
     unsigned long err = ERR_get_error();
+    ERR_clear_error();  // the rest of the queue says the same; keep the thread's queue clean
     if (ssl_error == SSL_ERROR_ZERO_RETURN) return error::eof;  // close_notify received
     // OpenSSL 3 reports a peer that closed without close_notify as an
     // SSL error with this reason; Asio calls it stream_truncated.
-    if (ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING ||
+    if ((ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
         (ssl_error == SSL_ERROR_SYSCALL && err == 0 && errno == 0))
       return boost::asio::ssl::error::stream_truncated;
     if (ssl_error == SSL_ERROR_SYSCALL && err == 0) return {errno, boost::system::system_category()};

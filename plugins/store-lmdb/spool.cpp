@@ -189,11 +189,15 @@ void Spool::run_committer() {
       status = PST_ERR;
       error = e.what();
     }
+    if (status == PST_OK) {  // counted before anyone hears of it
+      lock.lock();
+      ++commits_;
+      lock.unlock();
+    }
     for (Prepared& p : batch)
       p.done(status, status == PST_OK ? Record().add("id", p.id).add("batch", batch.size()).encode() : error);
     if (status == PST_OK && publish_) publish_("queue:ready", Record().add("count", batch.size()));
     lock.lock();
-    if (status == PST_OK) ++commits_;
   }
 }
 
