@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdint>
 #include <openssl/rand.h>
+#include <qrencode.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -42,6 +43,12 @@ void usage() {
                "  keys new FILE                 write a new random master key to FILE (mode 0600; no daemon needed)\n"
                "  keys rotate                   rewrap every key under a new master key\n"
                "  store verify                  check every record, reference and quota counter\n"
+               "  2fa enable USER               start two-factor authentication: QR code, secret, recovery codes\n"
+               "  2fa confirm USER CODE         turn it on once the phone shows codes\n"
+               "  2fa disable USER | status USER\n"
+               "  app-password add USER --name NAME [--protocols imap,smtp] [--from CIDR] [--expires 90d]\n"
+               "                                a password for one mail program (printed once)\n"
+               "  app-password list USER | remove USER NAME\n"
                "  queue list                    queued messages, their recipients and states\n"
                "  queue show ID                 one queued message: envelope, states and headers\n"
                "  queue retry [ID]              make one (or every) queued message due now\n"
@@ -107,6 +114,39 @@ std::optional<std::string> parse_size(const std::string& s) {
 }
 
 // Turns `postern WORDS...` into a control request line, or an error.
+// "90d", "12h", "30m" -> seconds, as text.
+std::optional<std::string> parse_lifetime(const std::string& text) {
+  if (text.size() < 2 || text.size() > 8) return std::nullopt;
+  char unit = text.back();
+  uint64_t scale = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : 0;
+  std::string digits = text.substr(0, text.size() - 1);
+  if (!scale || digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::to_string(std::stoull(digits) * scale);
+}
+
+// A QR code drawn with Unicode half blocks: two module rows per line,
+// light modules as blocks (the usual dark terminal), a quiet zone of 2.
+std::string render_qr(const std::string& text) {
+  QRcode* qr = QRcode_encodeString(text.c_str(), 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+  if (!qr) return "(the QR code could not be drawn; type the secret instead)\n";
+  int w = qr->width, margin = 2, size = w + 2 * margin;
+  auto dark = [&](int x, int y) {
+    x -= margin;
+    y -= margin;
+    return x >= 0 && y >= 0 && x < w && y < w && (qr->data[y * w + x] & 1);
+  };
+  std::string out;
+  for (int y = 0; y < size; y += 2) {
+    for (int x = 0; x < size; ++x) {
+      bool top = !dark(x, y), bottom = y + 1 < size && !dark(x, y + 1);
+      out += top && bottom ? "\u2588" : top ? "\u2580" : bottom ? "\u2584" : " ";
+    }
+    out += "\n";
+  }
+  QRcode_free(qr);
+  return out;
+}
+
 struct Request {
   std::string line;
   std::string error;
@@ -157,6 +197,30 @@ Request admin_request(const std::vector<std::string>& w) {
   if (group == "queue" && verb == "retry" && (n == 2 || n == 3))
     return n == 3 ? build("queue.retry", {{"id", w[2]}}) : build("queue.retry", {});
   if (group == "store" && verb == "verify" && n == 2) return build("store.verify", {});
+  if (group == "2fa" && (verb == "enable" || verb == "disable" || verb == "status") && n == 3)
+    return build("tfa." + verb, {{"address", w[2]}});
+  if (group == "2fa" && verb == "confirm" && n == 4) return build("tfa.confirm", {{"address", w[2]}, {"code", w[3]}});
+  if (group == "app-password" && verb == "list" && n == 3) return build("app.list", {{"address", w[2]}});
+  if (group == "app-password" && verb == "remove" && n == 4)
+    return build("app.remove", {{"address", w[2]}, {"name", w[3]}});
+  if (group == "app-password" && verb == "add" && n >= 5) {
+    std::vector<std::pair<std::string, std::string>> kv{{"address", w[2]}};
+    for (size_t i = 3; i + 1 < n; i += 2) {
+      const std::string& option = w[i];
+      if (option == "--name") kv.emplace_back("name", w[i + 1]);
+      else if (option == "--protocols") kv.emplace_back("protocols", w[i + 1]);
+      else if (option == "--from") kv.emplace_back("from", w[i + 1]);
+      else if (option == "--expires") {
+        auto seconds = parse_lifetime(w[i + 1]);
+        if (!seconds) return {"", "--expires takes a number of days (90d), hours (12h) or minutes (30m)"};
+        kv.emplace_back("expires_in", *seconds);
+      } else {
+        return {"", "unknown option " + option};
+      }
+    }
+    if ((n - 3) % 2 != 0) return {"", "each option takes a value"};
+    return build("app.add", kv);
+  }
   return {"", "usage"};
 }
 
@@ -191,6 +255,11 @@ int request(const std::string& socket_path, const std::string& command) {
   std::string body = nl == std::string::npos ? "" : reply.substr(nl + 1);
   if (verdict == "ok") {
     std::fputs(body.c_str(), stdout);
+    // `2fa enable`: the otpauth URI as a QR code, for the phone's camera.
+    if (size_t at = body.find("\nuri: otpauth://"); at != std::string::npos) {
+      std::string uri = body.substr(at + 6, body.find('\n', at + 1) - at - 6);
+      std::fputs(render_qr(uri).c_str(), stdout);
+    }
     return 0;
   }
   if (verdict == "error") {

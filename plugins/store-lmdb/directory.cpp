@@ -151,7 +151,7 @@ Record Store::account_add(const Record& r) {
   auto address = normalise_address(need(r, "address"));
   if (!address) throw StoreError(PST_ERR_INVALID, "not a valid address: " + need(r, "address"));
   std::string password = need(r, "password");
-  if (auto problem = password_problem(password)) throw StoreError(PST_ERR_INVALID, *problem);
+  if (auto problem = policy_.password_problem(*address, password)) throw StoreError(PST_ERR_INVALID, *problem);
   // The slow part happens outside the write transaction.
   std::string argon = argon2id_hash(password, argon2_);
   auto scram = scram_verifier(password);
@@ -231,7 +231,7 @@ Record Store::account_remove(const Record& r) {
 
 Record Store::account_passwd(const Record& r) {
   std::string password = need(r, "password");
-  if (auto problem = password_problem(password)) throw StoreError(PST_ERR_INVALID, *problem);
+  if (auto problem = policy_.password_problem(need(r, "address"), password)) throw StoreError(PST_ERR_INVALID, *problem);
   std::string argon = argon2id_hash(password, argon2_);
   auto scram = scram_verifier(password);
   Txn txn(*db_, true);
@@ -351,15 +351,25 @@ Record Store::auth_verify(const Record& r) {
     Txn txn(*db_, false);
     a = find_account(txn, r.get_or("user", ""));
   }
+  if (a) {
+    if (auto app = app_login(*a, password, r.get_or("peer", ""), r.get_or("protocol", ""))) return *app;
+    if (a->record.get_or("tfa", "") == "active") return second_factor_login(*a, password);
+  }
   // An unknown user costs the same Argon2id run as a known one.
   bool ok = argon2id_verify(a ? a->record.get_or("argon2id", "") : dummy_hash_, password) && a.has_value();
   if (!ok) throw StoreError(PST_ERR_DENIED, "authentication failed");
-  return Record().add("account", a->id).add("address", a->address);
+  // Told only to someone who knows the password.
+  if (policy_.require_2fa.contains(a->address))
+    throw StoreError(PST_ERR_DENIED, "two-factor authentication is required for this account: enrol first");
+  return Record().add("account", a->id).add("address", a->address).add("method", "password");
 }
 
 Record Store::auth_scram(const Record& r) {
   Txn txn(*db_, false);
   auto a = find_account(txn, r.get_or("user", ""));
+  // SCRAM carries the password alone: an account with (or bound to) 2FA
+  // is answered like an unknown one and fails at the proof.
+  if (a && (a->record.get_or("tfa", "") == "active" || policy_.require_2fa.contains(a->address))) a.reset();
   if (!a) {
     // An unknown user gets a verifier no password matches, with a salt that
     // stays the same for that name: the exchange fails only at the proof,

@@ -173,6 +173,10 @@ Store::Handler Store::find(std::string_view method) {
       {"message.list", &Store::message_list},     {"message.fetch", &Store::message_fetch},
       {"message.flags", &Store::message_flags},   {"message.expunge", &Store::message_expunge},
       {"message.copy", &Store::message_copy},     {"store.verify", &Store::verify},
+      {"tfa.enable", &Store::tfa_enable},         {"tfa.confirm", &Store::tfa_confirm},
+      {"tfa.disable", &Store::tfa_disable},       {"tfa.status", &Store::tfa_status},
+      {"app.add", &Store::app_add},               {"app.list", &Store::app_list},
+      {"app.remove", &Store::app_remove},
   };
   for (const auto& [name, handler] : kMethods)
     if (name == method) return handler;

@@ -29,7 +29,15 @@ class Plugin : public sdk::Plugin {
 
   bool configure(Config cfg) override {
     cfg.allow_keys({"directory", "master_key_file", "map_size_mb", "argon2_memory_kib", "argon2_iterations",
-                    "argon2_parallelism"});
+                    "argon2_parallelism", "require_2fa", "password_code", "code_separator", "password_min_length",
+                    "password_deny_list"});
+    policy_.require_2fa = AccountSet(cfg.strings("require_2fa"));
+    policy_.password_code = AccountSet(cfg.strings("password_code", {"*"}));
+    policy_.code_separator = cfg.string("code_separator", "");
+    policy_.password_min_length = static_cast<size_t>(cfg.integer("password_min_length", 12, 8, 1024));
+    deny_list_ = cfg.string("password_deny_list", "");
+    if (!deny_list_.empty() && deny_list_.front() != '/') cfg["password_deny_list"].error("must be an absolute path");
+    if (policy_.code_separator.size() > 4) cfg["code_separator"].error("at most 4 characters");
     directory_ = cfg.string("directory", "");
     key_file_ = cfg.string("master_key_file", "");
     map_size_ = static_cast<size_t>(cfg.integer("map_size_mb", 4096, 16, 1 << 24)) << 20;
@@ -46,6 +54,11 @@ class Plugin : public sdk::Plugin {
       std::string data = host().data_dir();
       if (data.empty()) return error = "the host does not say where data lives; set directory", false;
       directory_ = data + "/store";
+    }
+    if (!deny_list_.empty()) {
+      auto denied = load_deny_list(deny_list_, error);
+      if (!denied) return false;
+      policy_.denied_passwords = std::move(*denied);
     }
     auto master = load_master_key(key_file_, error);
     if (!master) return false;
@@ -67,6 +80,7 @@ class Plugin : public sdk::Plugin {
     } catch (const std::exception& e) {
       return error = e.what(), false;
     }
+    store_->set_policy(policy_);
     host().info("store.opened", {{"directory", directory_}});
     return true;
   }
@@ -96,17 +110,33 @@ class Plugin : public sdk::Plugin {
       auto handler = Store::find(m);
       if (!handler) return reply.error(PST_ERR_UNSUPPORTED, "unknown method " + method);
       Record out = (store_.get()->*handler)(req);
-      if (m == "auth.verify") host().info("auth.ok", {{"user", out.get_or("address", "")}});
+      if (m == "auth.verify") log_login(req, out);
       reply.ok(out.encode());
     } catch (const StoreError& e) {
+      // The stable line fail2ban matches; what went wrong goes in detail.
       if (method == "verify" && service == "auth")
         host().warning("auth.failed", {{"user", req.get_or("user", "")}, {"peer", req.get_or("peer", "")},
-                                       {"protocol", req.get_or("protocol", "")}, {"reason", "bad credentials"}});
+                                       {"protocol", req.get_or("protocol", "")}, {"reason", "bad credentials"},
+                                       {"detail", e.what()}});
+      if (method == "verify" && service == "auth" && std::string_view(e.what()).find("code") != std::string_view::npos)
+        host().warning("2fa.failed", {{"user", req.get_or("user", "")}, {"peer", req.get_or("peer", "")},
+                                      {"detail", e.what()}});
       reply.error(status_of(e), e.what());
     } catch (const std::exception& e) {
       host().error("store.failed", {{"method", method}, {"reason", e.what()}});
       reply.error(PST_ERR_RETRYABLE, e.what());
     }
+  }
+
+  // auth.ok, and the 2FA events (stable format, like auth.failed).
+  void log_login(const Record& req, const Record& out) {
+    std::string user(out.get_or("address", "")), peer(req.get_or("peer", "")), method(out.get_or("method", ""));
+    host().info("auth.ok", {{"user", user}, {"peer", peer}, {"protocol", req.get_or("protocol", "")}, {"method", method}});
+    if (method == "recovery_code")
+      host().warning("2fa.recovery_used", {{"user", user}, {"peer", peer}, {"left", out.get_or("recovery_left", "")}});
+    if (auto network = out.get("new_network"))
+      host().warning("2fa.app_password_new_network",
+                     {{"user", user}, {"app", out.get_or("app", "")}, {"peer", peer}, {"network", *network}});
   }
 
   // The reply of enqueue comes from the spool's committer thread, once the
@@ -129,7 +159,8 @@ class Plugin : public sdk::Plugin {
   std::string queue_admin(const std::string& command, const Record& req);
   std::unique_ptr<Store> open_store(const Key& master);
 
-  std::string directory_, key_file_;
+  std::string directory_, key_file_, deny_list_;
+  AuthPolicy policy_;
   size_t map_size_ = 0;
   Argon2Params argon2_;
   std::unique_ptr<Store> store_;
@@ -182,6 +213,11 @@ std::string done_message(const std::string& method, const Record& out) {
   if (method == "alias.remove") return "removed alias " + f("source");
   if (method == "quota.set")
     return "quota of " + f("address") + " set to " + (f("limit") == "0" ? "no limit" : f("limit") + " bytes");
+  if (method == "tfa.confirm") return "two-factor authentication is on for " + f("address");
+  if (method == "tfa.disable") return "two-factor authentication is off for " + f("address");
+  if (method == "app.remove") return "removed app password \"" + f("name") + "\" of " + f("address");
+  if (method == "app.add")
+    return "app password \"" + f("name") + "\" for " + f("address") + " (shown only now): " + f("password");
   std::string text;
   for (auto& [k, v] : out.fields()) text += (text.empty() ? "" : " ") + k + "=" + v;
   return text;
@@ -250,7 +286,16 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
   auto handler = Store::find(method);
   if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver")
     throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);
-  Record out = (store_.get()->*handler)(req);
+  Record out;
+  try {
+    out = (store_.get()->*handler)(req);
+  } catch (const StoreError& e) {
+    if (method == "tfa.confirm") host().warning("2fa.failed", {{"user", req.get_or("address", "")}, {"detail", e.what()}});
+    throw;
+  }
+  if (method == "tfa.enable" || method == "tfa.confirm" || method == "tfa.disable")
+    host().info(method == "tfa.enable" ? "2fa.enabled" : method == "tfa.confirm" ? "2fa.confirmed" : "2fa.disabled",
+                {{"user", out.get_or("address", "")}});
   std::string text;
   auto line = [&](const std::string& l) { text += l + "\n"; };
   if (method == "domain.list") {
@@ -271,6 +316,29 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
     line(std::string(out.get_or("address", "")) + ": " + std::string(out.get_or("used", "0")) + " bytes in " +
          std::string(out.get_or("messages", "0")) + " messages; limit " +
          (limit == "0" ? std::string("none") : limit + " bytes"));
+  } else if (method == "tfa.enable") {
+    line("Two-factor authentication for " + std::string(out.get_or("address", "")) + ": add it to an authenticator app");
+    line("(scan the QR code, or type the secret), then run: postern 2fa confirm " +
+         std::string(out.get_or("address", "")) + " CODE");
+    line("uri: " + std::string(out.get_or("uri", "")));
+    line("secret: " + std::string(out.get_or("secret", "")));
+    line("recovery codes (each works once, instead of a code; keep them somewhere safe):");
+    for (auto c : out.all("recovery")) line("  " + std::string(c));
+  } else if (method == "tfa.status") {
+    std::string state(out.get_or("state", "off"));
+    line(std::string(out.get_or("address", "")) + ": two-factor authentication " + state +
+         (out.get_or("required", "0") == "1" ? " (required by policy)" : "") + "; " +
+         std::string(out.get_or("recovery_left", "0")) + " recovery codes left; " +
+         std::string(out.get_or("app_passwords", "0")) + " app passwords");
+  } else if (method == "app.list") {
+    for (auto raw : out.all("app")) {
+      auto a = Record::parse(raw).value_or(Record());
+      auto f = [&](std::string_view k) { return std::string(a.get_or(k, "")); };
+      uint64_t expires = a.number("expires").value_or(0), used = a.number("last_used").value_or(0);
+      line(f("name") + "  protocols " + (f("protocols").empty() ? "all" : f("protocols")) + "  from " +
+           (f("from").empty() ? "anywhere" : f("from")) + "  expires " + (expires ? utc(expires * 1000) : "never") +
+           "  last used " + (used ? utc(used * 1000) + " from " + f("last_network") : "never"));
+    }
   } else if (method == "store.verify") {
     auto problems = out.all("problem");
     for (auto p : problems) line("problem: " + std::string(p));

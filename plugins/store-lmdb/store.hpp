@@ -5,6 +5,7 @@
 // Requests and replies are SDK records; failures throw StoreError.
 #pragma once
 
+#include "auth_policy.hpp"
 #include "credentials.hpp"
 #include "db.hpp"
 #include "spool.hpp"
@@ -43,6 +44,16 @@ class Store {
   Record quota_get(const Record& r);
   Record auth_verify(const Record& r);
   Record auth_scram(const Record& r);
+
+  // --- two-factor authentication and app passwords (second_factor.cpp) ---
+  void set_policy(AuthPolicy policy) { policy_ = std::move(policy); }
+  Record tfa_enable(const Record& r);   // address -> secret uri recovery*
+  Record tfa_confirm(const Record& r);  // address code
+  Record tfa_disable(const Record& r);  // address
+  Record tfa_status(const Record& r);   // address -> state required recovery_left app_passwords
+  Record app_add(const Record& r);      // address name [protocols] [from] [expires_in] -> password
+  Record app_list(const Record& r);     // address -> app*
+  Record app_remove(const Record& r);   // address name
 
   // --- mail ---
   Record mailbox_list(const Record& r);
@@ -106,12 +117,17 @@ class Store {
                    uint64_t internaldate);
   void remove_account_mail(Txn& txn, uint64_t account);
   void notify(uint64_t account, const Mailbox& m);
+  void save_account(Txn& txn, const Account& a, const Record& updated);
+  std::optional<Record> app_login(const Account& a, std::string_view password, std::string_view peer,
+                                  std::string_view protocol);
+  Record second_factor_login(const Account& a, std::string_view password);
 
   std::unique_ptr<Db> db_;
   std::unique_ptr<Vault> vault_;
   Argon2Params argon2_;
   Publish publish_;
   std::unique_ptr<Spool> spool_;  // after db_ and vault_: destroyed before them
+  AuthPolicy policy_;
   std::string dummy_hash_;  // verified against for unknown users: equal timing
 };
 

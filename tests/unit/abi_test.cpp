@@ -29,7 +29,7 @@ TEST_CASE("ABI version strings") {
   CHECK(parse_abi_version(PST_ABI_VERSION_STRING));
 }
 
-TEST_CASE("ABI compatibility: same major; plugin minor not above the host's") {
+TEST_CASE("ABI compatibility: same major - plugin minor not above the host's") {
   CHECK(abi_incompatibility({1, 0}, {1, 0}).empty());
   CHECK(abi_incompatibility({1, 0}, {1, 3}).empty());  // old plugin, newer host
   std::string newer = abi_incompatibility({1, 4}, {1, 3});
@@ -54,7 +54,7 @@ TEST_CASE("the version symbol is read from the ELF file without loading it") {
   CHECK_FALSE(read_elf_string_symbol(plugin_path("echo_v1"), "pst_plugin_entry", 2, error));
 }
 
-TEST_CASE("malformed and truncated files are refused; never read out of bounds") {
+TEST_CASE("malformed and truncated files are refused - never read out of bounds") {
   TempDir dir;
   std::string error;
   std::ifstream in(plugin_path("echo_v1"), std::ios::binary);
@@ -101,7 +101,7 @@ TEST_CASE("a plugin with another ABI major is refused before any of its code run
   CHECK(l.images.count() == 0);                  // and its image copy is gone
 }
 
-TEST_CASE("a plugin needing a newer minor is refused; a non-plugin too") {
+TEST_CASE("a plugin needing a newer minor is refused - a non-plugin too") {
   Loader l;
   CHECK_FALSE(l.load(postern::test::echo_config("abi_minor99")));
   CHECK(l.failure.message.find("needs plugin ABI 1.99") != std::string::npos);
@@ -111,7 +111,7 @@ TEST_CASE("a plugin needing a newer minor is refused; a non-plugin too") {
   CHECK(l.failure.message.find("cannot read the file") != std::string::npos);
 }
 
-TEST_CASE("a plugin's own config errors carry the file; line and key") {
+TEST_CASE("a plugin's own config errors carry the file - line and key") {
   Loader l;
   auto c = postern::test::echo_config("echo_v1", "greting = \"x\"\ntick_ms = -1\n");
   CHECK_FALSE(l.load(c));
@@ -122,7 +122,7 @@ TEST_CASE("a plugin's own config errors carry the file; line and key") {
   CHECK(l.failure.message.find("init failed") != std::string::npos);
 }
 
-TEST_CASE("the C plugin loads; validates its config and provides its protocol") {
+TEST_CASE("the C plugin loads - validates its config and provides its protocol") {
   Loader l;
   auto c = postern::test::echo_config("upper", "prefix = \"> \"\n");
   auto g = l.load(c);

@@ -101,7 +101,7 @@ TEST_CASE("a missing file is an error naming the file") {
   CHECK(r.errors[0].to_string() == "/nonexistent/postern.toml: cannot open the configuration file");
 }
 
-TEST_CASE("plugin tables: host keys; disabled plugins and the reload fingerprint") {
+TEST_CASE("plugin tables: host keys - disabled plugins and the reload fingerprint") {
   auto r = parse("[plugins.a]\npath = \"/x/a.so\"\ncolour = \"red\"\n[plugins.b]\nenabled = false\n"
                  "[plugins.c]\n");
   REQUIRE_MESSAGE(r.config, all_errors(r));

@@ -39,7 +39,7 @@ TEST_CASE("a DSN is a multipart/report with one status block per recipient") {
   CHECK(m.ends_with("\r\n--B0UND--\r\n"));
 }
 
-TEST_CASE("RET=FULL returns the whole message; a success-only report says so") {
+TEST_CASE("RET=FULL returns the whole message - a success-only report says so") {
   DsnReport r = report(false);
   r.recipients.erase(r.recipients.begin());
   std::string m = compose_dsn(r, "s@remote.example", "B", 0);

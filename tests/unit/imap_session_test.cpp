@@ -117,7 +117,7 @@ const std::string kPlain = "From: Bob <bob@example.net>\r\nTo: alice@example.org
 
 }  // namespace
 
-TEST_CASE("imap: before TLS only STARTTLS; LOGIN is refused; pipelined input after STARTTLS is dropped") {
+TEST_CASE("imap: before TLS only STARTTLS - LOGIN is refused - pipelined input after STARTTLS is dropped") {
   Harness h(/*tls=*/false);
   std::string caps = h.send("a CAPABILITY\r\n");
   CHECK(caps.find(" STARTTLS LOGINDISABLED\r\na OK CAPABILITY completed\r\n") != std::string::npos);
@@ -134,7 +134,7 @@ TEST_CASE("imap: before TLS only STARTTLS; LOGIN is refused; pipelined input aft
   CHECK(caps.find("LOGINDISABLED") == std::string::npos);
 }
 
-TEST_CASE("imap: LOGIN; AUTHENTICATE PLAIN with SASL-IR; and failures") {
+TEST_CASE("imap: LOGIN - AUTHENTICATE PLAIN with SASL-IR - and failures") {
   Harness h;
   CHECK(h.send("a LOGIN alice@example.org wrong\r\n") == "a NO [AUTHENTICATIONFAILED] invalid credentials\r\n");
   CHECK(h.send("b AUTHENTICATE CRAM-MD5\r\n") == "b NO unsupported authentication mechanism\r\n");
@@ -147,7 +147,7 @@ TEST_CASE("imap: LOGIN; AUTHENTICATE PLAIN with SASL-IR; and failures") {
   CHECK(g.send("*\r\n") == "a BAD authentication cancelled\r\n");
 }
 
-TEST_CASE("imap: AUTHENTICATE SCRAM-SHA-256; the whole exchange") {
+TEST_CASE("imap: AUTHENTICATE SCRAM-SHA-256 - the whole exchange") {
   using namespace postern::sdk;
   Harness h;
   std::string client_first_bare = "n=alice@example.org,r=imapnonce";
@@ -205,7 +205,7 @@ TEST_CASE("imap: SELECT and EXAMINE report the mailbox") {
   CHECK(h.send("f FETCH 1 FLAGS\r\n") == "f BAD no mailbox selected\r\n");
 }
 
-TEST_CASE("imap: FETCH items; byte-exact bodies; sections; and \\Seen") {
+TEST_CASE("imap: FETCH items - byte-exact bodies - sections - and \\Seen") {
   Harness h;
   h.deliver(kPlain);
   h.login();
@@ -251,7 +251,7 @@ TEST_CASE("imap: BODYSTRUCTURE of a nested multipart with an attachment") {
         std::string::npos);
 }
 
-TEST_CASE("imap: STORE; conditional STORE; SEARCH and ESEARCH") {
+TEST_CASE("imap: STORE - conditional STORE - SEARCH and ESEARCH") {
   Harness h;
   h.deliver(kPlain);
   h.deliver("From: carol@example.com\r\nSubject: =?utf-8?B?R3LDvMOfZQ==?=\r\n\r\nsecond\r\n");
@@ -277,7 +277,7 @@ TEST_CASE("imap: STORE; conditional STORE; SEARCH and ESEARCH") {
         "n OK SEARCH completed\r\n* 1 FETCH (UID 1)\r\no OK FETCH completed\r\n");
 }
 
-TEST_CASE("imap: APPEND; COPY and MOVE with UIDPLUS codes; EXPUNGE; TRYCREATE") {
+TEST_CASE("imap: APPEND - COPY and MOVE with UIDPLUS codes - EXPUNGE - TRYCREATE") {
   Harness h;
   h.login();
   CHECK(h.send("a APPEND INBOX (\\Seen) {6}\r\n") == "+ go ahead\r\n");
@@ -308,7 +308,7 @@ TEST_CASE("imap: APPEND; COPY and MOVE with UIDPLUS codes; EXPUNGE; TRYCREATE") 
   CHECK(h.send("t APPEND INBOX {500+}\r\n" + std::string(500, 'x') + "\r\n").starts_with("t NO [OVERQUOTA] "));
 }
 
-TEST_CASE("imap: IDLE reports new mail at once; another session's expunge waits for a safe moment") {
+TEST_CASE("imap: IDLE reports new mail at once - another session's expunge waits for a safe moment") {
   Harness h;
   h.deliver(kPlain);
   h.login();
@@ -330,7 +330,7 @@ TEST_CASE("imap: IDLE reports new mail at once; another session's expunge waits 
   CHECK(r == "* 1 EXPUNGE\r\nn OK NOOP completed\r\n");
 }
 
-TEST_CASE("imap: LIST; LSUB; STATUS; NAMESPACE; quota") {
+TEST_CASE("imap: LIST - LSUB - STATUS - NAMESPACE - quota") {
   Harness h;
   h.deliver(kPlain);
   h.login();
@@ -354,7 +354,7 @@ TEST_CASE("imap: LIST; LSUB; STATUS; NAMESPACE; quota") {
   CHECK(h.send("k CREATE INBOX\r\n") == "k NO [ALREADYEXISTS] INBOX always exists\r\n");
 }
 
-TEST_CASE("imap: bounds — a 1 GB literal is refused unread; malformed commands get BAD and the session goes on") {
+TEST_CASE("imap: bounds — a 1 GB literal is refused unread - malformed commands get BAD and the session goes on") {
   CommandLimits limits;
   limits.max_literal = 1 << 20;
   Harness h(true, limits);
@@ -377,7 +377,7 @@ TEST_CASE("imap: bounds — a 1 GB literal is refused unread; malformed commands
   CHECK(h.io.closed);
 }
 
-TEST_CASE("imap: with a store that answers later; pipelined commands still run one at a time; in order") {
+TEST_CASE("imap: with a store that answers later - pipelined commands still run one at a time - in order") {
   Harness h;
   h.deliver(kPlain);
   h.login();

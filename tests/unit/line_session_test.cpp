@@ -78,7 +78,7 @@ struct Harness {
 };
 }  // namespace
 
-TEST_CASE("lines are split at LF; CR LF stripped; across arbitrary chunks") {
+TEST_CASE("lines are split at LF - CR LF stripped - across arbitrary chunks") {
   Harness h;
   CHECK(h.session.on_data("ab"));
   CHECK(h.session.on_data("c\r"));
@@ -117,7 +117,7 @@ TEST_CASE("a session's false return is reported to the host") {
   CHECK(h.session.lines == std::vector<std::string>{"FAIL"});
 }
 
-TEST_CASE("hold keeps pipelined lines; in order; until release") {
+TEST_CASE("hold keeps pipelined lines - in order - until release") {
   Harness h;
   CHECK(h.session.on_data("A\nWAIT\nB\nC"));
   CHECK(h.session.lines == std::vector<std::string>{"A", "WAIT"});

@@ -54,7 +54,7 @@ TEST_CASE("an unchanged plugin keeps its generation across a reload") {
   CHECK(f.states() == std::vector<std::string>{"1:active"});
 }
 
-TEST_CASE("a changed plugin gets a new generation; the old one drains; retires and unloads") {
+TEST_CASE("a changed plugin gets a new generation - the old one drains - retires and unloads") {
   Fixture f;
   auto v1 = f.load(echo_config("echo_v1", "tick_ms = 5\n"));  // with a periodic timer running
   std::shared_ptr<Generation> session_lease = v1->plugins.at("echo");

@@ -4,7 +4,7 @@
 
 using postern::sdk::Record;
 
-TEST_CASE("records round-trip; keep order and repeated keys") {
+TEST_CASE("records round-trip - keep order and repeated keys") {
   Record r;
   r.add("a", "1").add("b", std::string(300, 'x')).add("a", "2").add("n", 42).add("empty", "");
   r.add("nested", Record().add("k", "v"));
@@ -19,7 +19,7 @@ TEST_CASE("records round-trip; keep order and repeated keys") {
   CHECK_FALSE(back->number("b"));
 }
 
-TEST_CASE("malformed records are refused; never over-read") {
+TEST_CASE("malformed records are refused - never over-read") {
   std::string good = Record().add("key", "value").encode();
   for (size_t cut = 1; cut < good.size(); ++cut) CHECK_FALSE(Record::parse(good.substr(0, cut)));
   CHECK_FALSE(Record::parse(std::string("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11)));  // varint too long

@@ -136,7 +136,7 @@ TEST_CASE("each command in the initial state gets the exact reply") {
   }
 }
 
-TEST_CASE("EHLO advertises the extensions; STARTTLS only before TLS; AUTH only on submission over TLS") {
+TEST_CASE("EHLO advertises the extensions - STARTTLS only before TLS - AUTH only on submission over TLS") {
   Harness mx;
   CHECK(mx.send("EHLO client.example\r\n") ==
         "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 26214400\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
@@ -153,7 +153,7 @@ TEST_CASE("EHLO advertises the extensions; STARTTLS only before TLS; AUTH only o
   CHECK(secured.find("250 AUTH PLAIN LOGIN SCRAM-SHA-256\r\n") != std::string::npos);
 }
 
-TEST_CASE("STARTTLS: pipelined commands after it are discarded; and the session starts afresh") {
+TEST_CASE("STARTTLS: pipelined commands after it are discarded - and the session starts afresh") {
   Harness h;
   h.send("EHLO client.example\r\n");
   CHECK(h.send("STARTTLS\r\nMAIL FROM:<evil@attacker.example>\r\n") == "220 2.0.0 ready to start TLS\r\n");
@@ -163,7 +163,7 @@ TEST_CASE("STARTTLS: pipelined commands after it are discarded; and the session 
   CHECK(h.send("STARTTLS\r\n") == "503 5.5.1 TLS is already active\r\n");
 }
 
-TEST_CASE("mx: local recipients accepted; unknown refused; relaying denied") {
+TEST_CASE("mx: local recipients accepted - unknown refused - relaying denied") {
   Harness h;
   std::string replies = h.send(
       "EHLO client.example\r\nMAIL FROM:<sender@remote.example>\r\nRCPT TO:<alice@example.org>\r\n"
@@ -177,7 +177,7 @@ TEST_CASE("mx: local recipients accepted; unknown refused; relaying denied") {
         "250 2.1.5 recipient OK\r\n");
 }
 
-TEST_CASE("a message: dot-unstuffed; trace header added; body byte-exact") {
+TEST_CASE("a message: dot-unstuffed - trace header added - body byte-exact") {
   Harness h;
   std::string replies = h.send(
       "EHLO client.example\r\nMAIL FROM:<s@remote.example> BODY=8BITMIME SIZE=100 RET=HDRS ENVID=abc\r\n"
@@ -210,7 +210,7 @@ TEST_CASE("DSN parameters must be well-formed (RFC 3461 §4)") {
         "250 2.1.5 recipient OK\r\n");
 }
 
-TEST_CASE("smuggling: only CRLF.CRLF ends DATA; and bare CR or LF rejects the message") {
+TEST_CASE("smuggling: only CRLF.CRLF ends DATA - and bare CR or LF rejects the message") {
   const char* variants[] = {"\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n", "\r\n.\r"};
   for (const char* v : variants) {
     Harness h;
@@ -222,7 +222,7 @@ TEST_CASE("smuggling: only CRLF.CRLF ends DATA; and bare CR or LF rejects the me
   }
 }
 
-TEST_CASE("pipelined batch: replies in order; one per command") {
+TEST_CASE("pipelined batch: replies in order - one per command") {
   Harness h;
   h.send("EHLO c.example\r\n");
   std::string replies = h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n"
@@ -232,7 +232,7 @@ TEST_CASE("pipelined batch: replies in order; one per command") {
   CHECK(h.backend.delivered.back().first.rcpts.size() == 2);
 }
 
-TEST_CASE("BDAT: chunks; LAST; zero-length LAST; and chunks that are not commands") {
+TEST_CASE("BDAT: chunks - LAST - zero-length LAST - and chunks that are not commands") {
   Harness h;
   h.send("EHLO c.example\r\nMAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\n");
   CHECK(h.send("BDAT 10\r\nQUIT\r\nNOOP") == "250 2.0.0 chunk accepted\r\n");  // "QUIT\r\nNOOP" is data
@@ -250,7 +250,7 @@ TEST_CASE("BDAT: chunks; LAST; zero-length LAST; and chunks that are not command
   CHECK(h.io.closed);
 }
 
-TEST_CASE("limits: size (DATA and BDAT); recipients; line length; errors; idle commands") {
+TEST_CASE("limits: size (DATA and BDAT) - recipients - line length - errors - idle commands") {
   Limits small;
   small.max_message_size = 64;
   small.max_recipients = 2;
@@ -286,7 +286,7 @@ TEST_CASE("limits: size (DATA and BDAT); recipients; line length; errors; idle c
   }
 }
 
-TEST_CASE("submission: AUTH PLAIN; LOGIN and SCRAM-SHA-256; sender must be the account's") {
+TEST_CASE("submission: AUTH PLAIN - LOGIN and SCRAM-SHA-256 - sender must be the account's") {
   Harness h(Mode::submission);
   h.secure();
   h.send("EHLO c.example\r\n");
@@ -320,7 +320,7 @@ TEST_CASE("submission: AUTH PLAIN; LOGIN and SCRAM-SHA-256; sender must be the a
   CHECK(s.send("*\r\n") == "501 5.7.0 authentication aborted\r\n");
 }
 
-TEST_CASE("an early talker is refused; the greeting pause") {
+TEST_CASE("an early talker is refused - the greeting pause") {
   FakeIo io;
   FakeBackend backend;
   Session s(SessionConfig{Mode::mx, "mx.example.org", {}, false, true}, io, backend, "192.0.2.9");
@@ -360,7 +360,7 @@ TEST_CASE("implicit TLS: the session knows it is secure before the greeting") {
   CHECK(io.out.find("250 AUTH PLAIN LOGIN SCRAM-SHA-256") != std::string::npos);
 }
 
-TEST_CASE("while a lookup is pending; the host is told to stop reading; AUTH lines may be long") {
+TEST_CASE("while a lookup is pending - the host is told to stop reading - AUTH lines may be long") {
   struct SlowBackend : FakeBackend {
     std::function<void()> pending;
     void lookup(const std::string& a, std::function<void(Lookup)> done) override {
@@ -388,7 +388,7 @@ TEST_CASE("while a lookup is pending; the host is told to stop reading; AUTH lin
   CHECK(h.send(line) == "535 5.7.8 authentication credentials invalid\r\n");  // parsed, not "line too long"
 }
 
-TEST_CASE("pipeline verdicts: connect; helo; mail_from; rcpt_to and data_end map to the right replies") {
+TEST_CASE("pipeline verdicts: connect - helo - mail_from - rcpt_to and data_end map to the right replies") {
   {
     FakeIo io;
     FakeBackend backend;

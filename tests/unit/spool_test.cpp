@@ -106,7 +106,7 @@ TEST_CASE("enqueue refuses malformed requests and answers each one") {
   CHECK(f.claim().empty());
 }
 
-TEST_CASE("a claimed message is leased: a stale token cannot settle it; the current one can") {
+TEST_CASE("a claimed message is leased: a stale token cannot settle it - the current one can") {
   Fixture f;
   std::string id = f.enqueue();
   auto first = f.claim(60'000);
@@ -137,7 +137,7 @@ TEST_CASE("a claimed message is leased: a stale token cannot settle it; the curr
   f.spool->verify(txn, [](const std::string& p) { FAIL(p); }, checked);
 }
 
-TEST_CASE("defer keeps final states; reschedules the rest and counts attempts") {
+TEST_CASE("defer keeps final states - reschedules the rest and counts attempts") {
   Fixture f;
   std::string id = f.enqueue();
   auto m = f.claim();
@@ -209,7 +209,7 @@ TEST_CASE("leases of a crashed process are released when the spool opens again")
   CHECK(checked == 1);
 }
 
-TEST_CASE("retry makes a deferred message due now; delete drops it and its delivery marks") {
+TEST_CASE("retry makes a deferred message due now - delete drops it and its delivery marks") {
   Fixture f;
   std::string id = f.enqueue();
   auto m = f.claim();
@@ -232,7 +232,7 @@ TEST_CASE("retry makes a deferred message due now; delete drops it and its deliv
   CHECK(fails_with([&] { f.spool->show(Record().add("id", id)); }, PST_ERR_NOT_FOUND));
 }
 
-TEST_CASE("a queued message reaches an account once; and only under its current lease") {
+TEST_CASE("a queued message reaches an account once - and only under its current lease") {
   TempDir dir;
   Store store(dir.path, 64 << 20, random_key(), Argon2Params{8192, 1, 1}, [](const std::string&, const Record&) {});
   store.domain_add(Record().add("domain", "example.test"));

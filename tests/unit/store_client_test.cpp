@@ -48,7 +48,7 @@ struct Fixture {
 };
 }  // namespace
 
-TEST_CASE("StoreClient: resolve; authenticate; list mailboxes; append; list; fetch") {
+TEST_CASE("StoreClient: resolve - authenticate - list mailboxes - append - list - fetch") {
   Fixture f;
   uint64_t account = 0;
   f.client.resolve("Ann@Example.org", [&](sdk::Result<sdk::AccountRef> r) {

@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace postern::sdk {
@@ -108,6 +109,22 @@ class Config {
     return fallback;
   }
 
+  // An array of strings; fallback when absent; other items are errors.
+  std::vector<std::string> strings(std::string_view key, std::vector<std::string> fallback = {}) const {
+    Config v = (*this)[key];
+    if (!v.present()) return fallback;
+    if (v.type() != PST_CONFIG_ARRAY) {
+      v.error("must be an array of strings");
+      return fallback;
+    }
+    std::vector<std::string> out;
+    for (size_t i = 0, n = v.size(); i < n; ++i) {
+      auto item = v.at(i).as_string();
+      if (!item) v.at(i).error("must be a string");
+      else out.emplace_back(*item);
+    }
+    return out;
+  }
   bool boolean(std::string_view key, bool fallback) const {
     Config c = (*this)[key];
     if (!c.present()) return fallback;
