@@ -114,11 +114,11 @@ std::optional<std::string> parse_size(const std::string& s) {
 }
 
 // Turns `postern WORDS...` into a control request line, or an error.
-// "90d", "12h", "30m" -> seconds, as text.
+// "90d", "12h", "30m", "20s" -> seconds, as text.
 std::optional<std::string> parse_lifetime(const std::string& text) {
   if (text.size() < 2 || text.size() > 8) return std::nullopt;
   char unit = text.back();
-  uint64_t scale = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : 0;
+  uint64_t scale = unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : unit == 's' ? 1 : 0;
   std::string digits = text.substr(0, text.size() - 1);
   if (!scale || digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
   return std::to_string(std::stoull(digits) * scale);
@@ -212,7 +212,7 @@ Request admin_request(const std::vector<std::string>& w) {
       else if (option == "--from") kv.emplace_back("from", w[i + 1]);
       else if (option == "--expires") {
         auto seconds = parse_lifetime(w[i + 1]);
-        if (!seconds) return {"", "--expires takes a number of days (90d), hours (12h) or minutes (30m)"};
+        if (!seconds || *seconds == "0") return {"", "--expires takes a number of days (90d), hours (12h) or minutes (30m)"};
         kv.emplace_back("expires_in", *seconds);
       } else {
         return {"", "unknown option " + option};

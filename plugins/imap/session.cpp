@@ -346,8 +346,10 @@ void Session::login(const std::string& tag, const Tokens& args) {
                   if (alive.expired()) return;
                   if (!r) {
                     bool temporary = r.error().retryable() || r.error().status == PST_ERR;
+                    const std::string& why = r.error().message;
+                    bool explained = !why.empty() && why != "authentication failed";
                     if (temporary) done(tag, "NO", "[UNAVAILABLE] try again later");
-                    else login_failed(tag, "[AUTHENTICATIONFAILED] invalid credentials");
+                    else login_failed(tag, "[AUTHENTICATIONFAILED] " + (explained ? why : "invalid credentials"));
                     return resume();
                   }
                   logged_in(tag, r->number("account").value_or(0), std::string(r->get_or("address", "")));

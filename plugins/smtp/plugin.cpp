@@ -83,7 +83,8 @@ class Connection final : public ProtocolSession, public Io, public Backend {
                     std::function<void(AuthResult)> done) override {
     store_.verify_password(user, password, peer_, "smtp", [done](Result<AccountRef> r) {
       if (r) return done(AuthResult{AuthResult::ok, r->id, r->address});
-      done(AuthResult{r.error().status == PST_ERR_DENIED ? AuthResult::denied : AuthResult::temporary, 0, {}});
+      done(AuthResult{r.error().status == PST_ERR_DENIED ? AuthResult::denied : AuthResult::temporary, 0, {},
+                      r.error().message});
     });
   }
   void scram(const std::string& user,

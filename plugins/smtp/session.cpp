@@ -520,7 +520,10 @@ void Session::auth_continue(std::string_view line) {
       reply(235, "2.7.0", "authentication successful");
       io_.log("smtp.auth_ok", {{"peer", peer_}, {"user", r.address}, {"mechanism", auth_mechanism_}});
     } else if (r.kind == AuthResult::denied) {
-      error(535, "5.7.8", "authentication credentials invalid");
+      // Beyond a plain failure, say why (told only to whoever got the
+      // password right: "use an app password", "enrol first").
+      bool explained = !r.reason.empty() && r.reason != "authentication failed";
+      error(535, "5.7.8", explained ? "authentication refused: " + r.reason : "authentication credentials invalid");
       io_.log("auth.failed", {{"peer", peer_}, {"user", user}, {"protocol", "smtp"}, {"mechanism", auth_mechanism_}});
     } else {
       reply(454, "4.7.0", "temporary authentication failure");

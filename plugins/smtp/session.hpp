@@ -70,6 +70,7 @@ struct AuthResult {
   enum Kind { ok, denied, temporary } kind = temporary;
   uint64_t account = 0;
   std::string address;
+  std::string reason;  // denied: what the directory said (2FA needs, app password scope)
 };
 
 struct DeliverResult {
