@@ -17,8 +17,10 @@
 namespace postern::store {
 
 struct StoreError : std::runtime_error {
-  StoreError(int status, const std::string& what) : std::runtime_error(what), status(status) {}
-  int status;  // a pst_status
+  StoreError(int status, const std::string& what, std::string detail = {})
+      : std::runtime_error(what), status(status), detail(std::move(detail)) {}
+  int status;          // a pst_status
+  std::string detail;  // for the log only (a refused second factor): never sent to the client
 };
 
 enum class Table : unsigned {

@@ -117,10 +117,10 @@ class Plugin : public sdk::Plugin {
       if (method == "verify" && service == "auth")
         host().warning("auth.failed", {{"user", req.get_or("user", "")}, {"peer", req.get_or("peer", "")},
                                        {"protocol", req.get_or("protocol", "")}, {"reason", "bad credentials"},
-                                       {"detail", e.what()}});
-      if (method == "verify" && service == "auth" && std::string_view(e.what()).find("code") != std::string_view::npos)
+                                       {"detail", e.detail.empty() ? e.what() : e.detail}});
+      if (method == "verify" && service == "auth" && !e.detail.empty())  // a second factor was refused
         host().warning("2fa.failed", {{"user", req.get_or("user", "")}, {"peer", req.get_or("peer", "")},
-                                      {"detail", e.what()}});
+                                      {"detail", e.detail}});
       reply.error(status_of(e), e.what());
     } catch (const std::exception& e) {
       host().error("store.failed", {{"method", method}, {"reason", e.what()}});

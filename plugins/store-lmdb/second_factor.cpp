@@ -48,12 +48,37 @@ std::string lower(std::string_view s) {
 // Random text from an alphabet without look-alikes, in dash-separated groups.
 std::string random_code(size_t groups, size_t group_size) {
   static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyz23456789";
-  std::string bytes = random_bytes(groups * group_size), out;
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    if (i && i % group_size == 0) out += '-';
-    out += kAlphabet[static_cast<unsigned char>(bytes[i]) % (sizeof kAlphabet - 1)];
+  constexpr unsigned kSize = sizeof kAlphabet - 1;
+  constexpr unsigned kUnbiased = 256 / kSize * kSize;  // bytes at or above: rejected (no modulo bias)
+  std::string out;
+  size_t made = 0;
+  while (made < groups * group_size) {
+    for (unsigned char b : random_bytes(64)) {
+      if (b >= kUnbiased || made == groups * group_size) continue;
+      if (made && made % group_size == 0) out += '-';
+      out += kAlphabet[b % kSize];
+      ++made;
+    }
   }
   return out;
+}
+
+// "imap,smtp" names protocol exactly (an empty protocol is in no list).
+bool listed(std::string_view list, std::string_view protocol) {
+  if (protocol.empty()) return false;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start) == protocol)
+      return true;
+    if (comma == std::string_view::npos) return false;
+    start = comma + 1;
+  }
+  return false;
+}
+
+bool all_digits(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
 // Whether peer (an IP address) is inside cidr ("192.0.2.0/24", "2001:db8::/32", or one address).
@@ -216,7 +241,13 @@ Record Store::app_add(const Record& r) {
   }
   std::string from(r.get_or("from", ""));
   if (!from.empty() && !valid_cidr(from)) throw StoreError(PST_ERR_INVALID, "from: a network like 192.0.2.0/24 or 2001:db8::/32");
-  uint64_t lifetime = num(r, "expires_in");
+  uint64_t lifetime = 0;
+  if (auto given = r.get("expires_in")) {
+    auto seconds = r.number("expires_in");
+    if (!seconds || *seconds == 0 || *seconds > 10ull * 366 * 86400)
+      throw StoreError(PST_ERR_INVALID, "expires_in: 1 second to 10 years");
+    lifetime = *seconds;
+  }
   Txn txn(*db_, true);
   Account a = require_account(txn, need_field(r, "address"));
   for (auto raw : a.record.all("app"))
@@ -266,7 +297,8 @@ Record Store::app_remove(const Record& r) {
 // --- protocol logins ---
 
 // An app password of the account (checked first, for every account: they
-// are random, so a keyed hash compares them without Argon2's cost).
+// are random, so a keyed hash compares them without Argon2's cost). Its
+// refusals may say why: only the holder of that app password sees them.
 std::optional<Record> Store::app_login(const Account& a, std::string_view password, std::string_view peer,
                                        std::string_view protocol) {
   std::string hash = hex(vault_->index("app-password", password));
@@ -274,25 +306,33 @@ std::optional<Record> Store::app_login(const Account& a, std::string_view passwo
     Record app = Record::parse(raw).value_or(Record());
     if (!equal_constant_time(app.get_or("hash", ""), hash)) continue;
     std::string name(app.get_or("name", "")), protocols(app.get_or("protocols", "")), from(app.get_or("from", ""));
-    if (!protocols.empty() && (protocols + ",").find(lower(protocol) + ",") == std::string::npos)
+    if (!protocols.empty() && !listed(protocols, lower(protocol)))
       throw StoreError(PST_ERR_DENIED, "app password \"" + name + "\" is not for " + std::string(protocol));
     if (!from.empty() && !in_network(peer, from))
       throw StoreError(PST_ERR_DENIED, "app password \"" + name + "\" is not for this network");
     if (num(app, "expires") && now() > num(app, "expires"))
       throw StoreError(PST_ERR_DENIED, "app password \"" + name + "\" has expired");
-    // Record its use (and say when it comes from a network not seen before).
     std::string network = network_of(peer);
-    bool new_network = !app.get_or("last_network", "").empty() && app.get_or("last_network", "") != network;
-    Txn txn(*db_, true);
-    auto fresh = find_account(txn, a.address);
-    if (fresh) {
+    std::string last_network(app.get_or("last_network", ""));
+    bool new_network = !last_network.empty() && last_network != network;
+    // Its use is recorded when the network changes or every few minutes,
+    // not at every login (each write waits for the store's one writer).
+    if (last_network != network || now() - num(app, "last_used") > 300) {
+      Txn txn(*db_, true);
+      auto fresh = find_account(txn, a.address);
+      if (!fresh) throw StoreError(PST_ERR_DENIED, "authentication failed");
+      bool still_there = false;
       Record updated;
       for (auto& [k, v] : fresh->record.fields()) {
         Record x = k == "app" ? Record::parse(v).value_or(Record()) : Record();
-        if (k == "app" && x.get_or("name", "") == name)
+        if (k == "app" && x.get_or("name", "") == name && x.get_or("hash", "") == hash) {
+          still_there = true;
           updated.add(k, with(x, {{"last_used", std::to_string(now())}, {"last_network", network}}));
-        else updated.add(k, v);
+        } else {
+          updated.add(k, v);
+        }
       }
+      if (!still_there) throw StoreError(PST_ERR_DENIED, "authentication failed");  // removed meanwhile
       save_account(txn, *fresh, updated);
       txn.commit();
     }
@@ -304,7 +344,9 @@ std::optional<Record> Store::app_login(const Account& a, std::string_view passwo
 }
 
 // The account's password followed by the current code (or a recovery
-// code), as one password: mail programs have only the one field.
+// code), as one password: mail programs have only the one field. Exactly
+// as much Argon2 work as any login before anything is told; what went
+// wrong with a code is logged (detail), not told.
 Record Store::second_factor_login(const Account& a, std::string_view password) {
   const std::string& sep = policy_.code_separator;
   auto split = [&](size_t code_size) -> std::optional<std::pair<std::string_view, std::string_view>> {
@@ -314,41 +356,49 @@ Record Store::second_factor_login(const Account& a, std::string_view password) {
     if (!rest.ends_with(sep)) return std::nullopt;
     return std::make_pair(rest.substr(0, rest.size() - sep.size()), code);
   };
-  auto refuse = [&] {
-    throw StoreError(PST_ERR_DENIED, "two-factor authentication is on: use an app password" +
-                                         std::string(policy_.password_code.contains(a.address)
-                                                         ? ", or the password followed by the current code"
-                                                         : ""));
-  };
-  if (!policy_.password_code.contains(a.address)) refuse();
-  auto with_code = split(6);
-  bool digits = with_code && std::all_of(with_code->second.begin(), with_code->second.end(), ::isdigit);
-  auto with_recovery = split(11);  // "xxxxx-xxxxx"
+  bool codes_allowed = policy_.password_code.contains(a.address);
+  auto with_code = codes_allowed ? split(6) : std::nullopt;
+  bool digits = with_code && all_digits(with_code->second);
+  auto with_recovery = split(11);  // "xxxxx-xxxxx": allowed to everyone with 2FA
   bool recovery = !digits && with_recovery && with_recovery->second[5] == '-';
-  if (!digits && !recovery) refuse();
-  auto [secret_part, code] = digits ? *with_code : *with_recovery;
-  if (!argon2id_verify(a.record.get_or("argon2id", ""), secret_part))
-    throw StoreError(PST_ERR_DENIED, "authentication failed");
-  // The password was right: now the second factor, in one transaction with
-  // what it changes (step used, recovery code struck off, failures).
+  std::string_view secret_part = digits ? with_code->first : recovery ? with_recovery->first : password;
+  std::string verifier(a.record.get_or("argon2id", ""));
+  if (!argon2id_verify(verifier, secret_part)) {
+    // Perhaps the plain password happens to end like a code.
+    if ((!digits && !recovery) || !argon2id_verify(verifier, password))
+      throw StoreError(PST_ERR_DENIED, "authentication failed");
+    digits = recovery = false;
+  }
+  if (!digits && !recovery)  // the right password, alone
+    throw StoreError(PST_ERR_DENIED, std::string("two-factor authentication is on: use an app password") +
+                                         (codes_allowed ? ", or the password followed by the current code" : ""));
+  std::string code(digits ? with_code->second : with_recovery->second);
+  // The second factor, in one transaction with what it changes (step
+  // used, recovery code struck off, failures).
   Txn txn(*db_, true);
   auto fresh = find_account(txn, a.address);
-  if (!fresh) throw StoreError(PST_ERR_DENIED, "authentication failed");
+  if (!fresh || fresh->record.get_or("tfa", "") != "active") throw StoreError(PST_ERR_DENIED, "authentication failed");
   Record rec = fresh->record;
-  uint64_t failures = num(rec, "tfa_failures"), t = now();
-  if (failures >= kMaxCodeFailures && t - num(rec, "tfa_failed_at") < kFailureWindow)
-    throw StoreError(PST_ERR_DENIED, "too many wrong codes: wait a few minutes");
+  uint64_t t = now(), failures = num(rec, "tfa_failures");
+  if (t - num(rec, "tfa_failed_at") >= kFailureWindow) failures = 0;  // the window passed
+  if (failures >= kMaxCodeFailures)
+    throw StoreError(PST_ERR_DENIED, "authentication failed", "too many wrong codes: refused for a few minutes");
   Record out = Record().add("account", a.id).add("address", a.address);
+  uint64_t last_step = num(rec, "tfa_step");
   if (digits) {
     auto secret = unhex(rec.get_or("tfa_secret", ""));
-    auto step = secret ? totp::match(*secret, code, t, num(rec, "tfa_step")) : std::nullopt;
+    auto step = secret && !secret->empty() ? totp::match(*secret, code, t, last_step) : std::nullopt;
     if (step) {
       save_account(txn, *fresh, with(rec, {{"tfa_step", std::to_string(*step)}, {"tfa_failures", "0"}}));
       txn.commit();
       return out.add("method", "password_code");
     }
+    // The code just used, sent again (a mail program retrying): refused,
+    // but not counted against the owner.
+    if (secret && !secret->empty() && totp::match(*secret, code, t, last_step ? last_step - 1 : 0) == last_step)
+      throw StoreError(PST_ERR_DENIED, "authentication failed", "code already used");
   } else {
-    std::string hash = hex(vault_->index("recovery", std::string(code)));
+    std::string hash = hex(vault_->index("recovery", lower(code)));
     Record updated;
     bool used = false;
     for (auto& [k, v] : rec.fields()) {
@@ -364,7 +414,8 @@ Record Store::second_factor_login(const Account& a, std::string_view password) {
   save_account(txn, *fresh,
                with(rec, {{"tfa_failures", std::to_string(failures + 1)}, {"tfa_failed_at", std::to_string(t)}}));
   txn.commit();
-  throw StoreError(PST_ERR_DENIED, digits ? "wrong or already used code" : "wrong or already used recovery code");
+  throw StoreError(PST_ERR_DENIED, "authentication failed",
+                   digits ? "wrong or already used code" : "wrong or already used recovery code");
 }
 
 }  // namespace postern::store

@@ -128,9 +128,10 @@ class TwoFactor(unittest.TestCase):
         self.assertIn(b"two-factor authentication is on", e.exception.smtp_error)
         code = totp(secret, step_offset=1)  # the confirmation used the current one
         self.assertEqual(self.imap_login("alice@example.test", PASSWORD + code)[0], "OK")
-        self.assertIn("already used", self.imap_refusal("alice@example.test", PASSWORD + code))
+        self.assertIn("invalid credentials", self.imap_refusal("alice@example.test", PASSWORD + code))
         self.assertEqual(self.smtp_login("alice@example.test", PASSWORD + recovery[0])[0], 235)
-        self.assertIn("already used", self.imap_refusal("alice@example.test", PASSWORD + recovery[0]))
+        self.assertIn("invalid credentials", self.imap_refusal("alice@example.test", PASSWORD + recovery[0]))
+        self.assertIn("invalid credentials", self.imap_refusal("alice@example.test", "guessing"))
         self.daemon.wait_for("2fa.recovery_used", user="alice@example.test")
         self.daemon.wait_for("2fa.failed", user="alice@example.test")
         self.assertIn("9 recovery codes left", self.admin("2fa", "status", "alice@example.test"))
@@ -154,7 +155,7 @@ class TwoFactor(unittest.TestCase):
         self.assertRegex(listed, r"Phone  protocols imap  from 127\.0\.0\.0/8  expires \d{4}-\d\d-\d\d .*"
                                  r"last used \d{4}-\d\d-\d\d \S+ from 127\.0\.0\.0/24")
         self.admin("app-password", "remove", "alice@example.test", "Phone")
-        self.assertIn("use an app password", self.imap_refusal("alice@example.test", phone))
+        self.assertIn("invalid credentials", self.imap_refusal("alice@example.test", phone))
         bad = self.run_cli("app-password", "add", "alice@example.test", "--name", "X", "--expires", "soon")
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--expires takes", bad.stderr)

@@ -29,7 +29,9 @@ inline std::string hotp(std::string_view secret, uint64_t counter, int digits = 
   for (int i = 7; i >= 0; --i, counter >>= 8) msg[i] = static_cast<unsigned char>(counter & 0xff);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(digest_of(a), secret.data(), static_cast<int>(secret.size()), msg, sizeof msg, mac, &len);
+  if (digits < 1 || digits > 9 ||
+      !HMAC(digest_of(a), secret.data(), static_cast<int>(secret.size()), msg, sizeof msg, mac, &len) || len < 20)
+    return {};  // matches no code
   unsigned offset = mac[len - 1] & 0x0f;
   uint32_t code = (static_cast<uint32_t>(mac[offset] & 0x7f) << 24) | (static_cast<uint32_t>(mac[offset + 1]) << 16) |
                   (static_cast<uint32_t>(mac[offset + 2]) << 8) | mac[offset + 3];
