@@ -91,6 +91,21 @@ void read_delivery(Validator v, DeliveryConfig& d) {
   if (d.poll < std::chrono::seconds(1)) v.error_at("poll", "must be at least 1s");
 }
 
+void read_dns(Validator v, DnsConfig& d) {
+  v.allow_keys({"servers", "timeout", "tries", "cache_entries", "max_ttl", "negative_ttl"});
+  d.servers = v.strings("servers");
+  for (const auto& s : d.servers) {
+    std::string host = s.substr(0, s.find(':') == s.rfind(':') ? s.find(':') : std::string::npos);
+    if (host.starts_with("[")) host = host.substr(1, host.find(']') - 1);
+    if (!is_ip_address(host)) v.error_at("servers", "\"" + s + "\" is not an IP address (optionally :port)");
+  }
+  d.timeout = v.duration("timeout", d.timeout);
+  d.tries = static_cast<uint32_t>(v.integer("tries", d.tries, 1, 10));
+  d.cache_entries = static_cast<size_t>(v.integer("cache_entries", static_cast<int64_t>(d.cache_entries), 0, 10'000'000));
+  d.max_ttl = v.duration("max_ttl", d.max_ttl);
+  d.negative_ttl = v.duration("negative_ttl", d.negative_ttl);
+}
+
 void read_listener(Validator v, const std::string& name, const TlsConfig& tls, ListenerConfig& l) {
   v.allow_keys({"address", "port", "protocol", "tls", "max_connections", "max_per_ip", "idle_timeout", "max_line",
                 "read_buffer", "write_buffer"});
@@ -131,12 +146,13 @@ void read_plugin(Validator v, const std::string& name, const ServerConfig& serve
 }
 
 void read_document(const toml::table& doc, Validator root, Config& c) {
-  root.allow_keys({"server", "log", "tls", "pipeline", "delivery", "listeners", "plugins"});
+  root.allow_keys({"server", "log", "tls", "pipeline", "delivery", "dns", "listeners", "plugins"});
   read_server(root.sub("server"), c.server);
   read_log(root.sub("log"), c.log);
   read_tls(root.sub("tls"), c.tls);
   read_pipeline(root.sub("pipeline"), c.pipeline);
   read_delivery(root.sub("delivery"), c.delivery);
+  read_dns(root.sub("dns"), c.dns);
   // A delivery call that may take call_timeout must end well inside the
   // lease, or another claimer could take the message meanwhile.
   if (c.delivery.lease < 2 * c.server.call_timeout)

@@ -104,6 +104,16 @@ struct DeliveryConfig {
   std::chrono::milliseconds poll{60'000};    // re-reads the queue this often, besides hints
 };
 
+// The DNS service (core/dns).
+struct DnsConfig {
+  std::vector<std::string> servers;          // "ip" or "ip:port"; empty = /etc/resolv.conf
+  std::chrono::milliseconds timeout{2000};    // per try
+  uint32_t tries = 2;
+  size_t cache_entries = 10000;
+  std::chrono::milliseconds max_ttl{86'400'000};
+  std::chrono::milliseconds negative_ttl{3'600'000};  // cap for NXDOMAIN/NODATA (RFC 2308)
+};
+
 struct LogConfig {
   bool json = false;
   pst_log_level level = PST_LOG_INFO;
@@ -117,6 +127,7 @@ struct Config {
   TlsConfig tls;
   PipelineConfig pipeline;
   DeliveryConfig delivery;
+  DnsConfig dns;
   std::vector<ListenerConfig> listeners;
   std::vector<PluginConfig> plugins;
 

@@ -147,6 +147,13 @@ int Daemon::run() {
   services.call_timeout = config_.server.call_timeout;
   plugins_ = std::make_unique<PluginManager>(services, config_.server.runtime_dir + "/plugins");
   std::string error;
+  resolver_ = std::make_unique<Resolver>(main_, config_.dns);
+  if (!resolver_->start(error)) {
+    log_error("server.start_failed", {{"reason", error}});
+    plugins_.reset();
+    return 1;
+  }
+  plugins_->add_builtin("dns", resolver_.get());
   if (!start(error)) {
     log_error("server.start_failed", {{"reason", error}});
     plugins_.reset();
@@ -188,6 +195,10 @@ std::string Daemon::restart_required(const Config& next) const {
       a.plugin_dir != b.plugin_dir || a.control_socket != b.control_socket || a.threads != b.threads ||
       a.workers != b.workers || a.work_queue != b.work_queue || a.call_timeout != b.call_timeout)
     return "[server] settings other than the timeouts changed: restart posternd to apply them";
+  const DnsConfig &d = config_.dns, &e = next.dns;
+  if (d.servers != e.servers || d.timeout != e.timeout || d.tries != e.tries || d.cache_entries != e.cache_entries ||
+      d.max_ttl != e.max_ttl || d.negative_ttl != e.negative_ttl)
+    return "[dns] changed: restart posternd to apply it";
   if (next.listeners.size() != config_.listeners.size())
     return "listeners were added or removed: restart posternd to apply that";
   for (size_t i = 0; i < next.listeners.size(); ++i) {

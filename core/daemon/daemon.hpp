@@ -6,6 +6,7 @@
 #include "config/config.hpp"
 #include "control/control_server.hpp"
 #include "delivery/scheduler.hpp"
+#include "dns/resolver.hpp"
 #include "net/connection_registry.hpp"
 #include "net/listener.hpp"
 #include "plugin/plugin_manager.hpp"
@@ -52,6 +53,7 @@ class Daemon {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_main_{main_.get_executor()};
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<LoopPool> loops_;
+  std::unique_ptr<Resolver> resolver_;  // before plugins_: outlives their calls into it
   std::unique_ptr<PluginManager> plugins_;
   std::shared_ptr<TlsStore> tls_;
   NotifyHub notify_;

@@ -282,6 +282,12 @@ std::string_view kNoService = "no enabled plugin provides this service";
 void dispatch_call(const std::shared_ptr<PendingCall>& pending, const ServiceDirectory* dir,
                    std::chrono::milliseconds timeout, const std::string& service, pst_str method,
                    const uint8_t* request, size_t len) {
+  if (BuiltinService* builtin = dir ? dir->builtin(service) : nullptr) {
+    builtin->handle(std::string_view(method.data, method.len),
+                    std::string_view(reinterpret_cast<const char*>(request), len),
+                    [pending](pst_status status, std::string reply) { pending->complete(status, std::move(reply)); });
+    return;
+  }
   auto binding = dir ? dir->find_service(service) : std::nullopt;
   if (!binding) {
     pending->complete(PST_ERR_NOT_FOUND, std::string(kNoService));

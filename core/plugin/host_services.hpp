@@ -7,7 +7,10 @@
 
 #include "pipeline/transaction.hpp"
 
+#include <functional>
+#include <map>
 #include <memory>
+#include <string_view>
 #include <vector>
 #include <optional>
 #include <string>
@@ -24,12 +27,23 @@ struct ServiceBinding {
   const pst_service_v1* table = nullptr;
 };
 
+// A service the core itself provides (the DNS resolver): called like a
+// plugin's, answered once through reply, from any thread.
+class BuiltinService {
+ public:
+  virtual ~BuiltinService() = default;
+  virtual void handle(std::string_view method, std::string_view request,
+                      std::function<void(pst_status, std::string)> reply) = 0;
+};
+
 // Finds the current provider of a service, and the current filter chain;
 // any thread.
 class ServiceDirectory {
  public:
   virtual ~ServiceDirectory() = default;
   virtual std::optional<ServiceBinding> find_service(const std::string& name) const = 0;
+  // A built-in service of that name, or null (plugins cannot shadow one).
+  virtual BuiltinService* builtin(const std::string&) const { return nullptr; }
   // The filter chain and its settings, from one plugin set.
   virtual std::pair<std::vector<FilterBinding>, PipelineSettings> pipeline() const = 0;
 };

@@ -58,6 +58,12 @@ class PluginManager : public ServiceDirectory {
   }
   // Any thread.
   std::optional<ServiceBinding> find_service(const std::string& name) const override;
+  BuiltinService* builtin(const std::string& name) const override {
+    auto it = builtins_.find(name);
+    return it == builtins_.end() ? nullptr : it->second;
+  }
+  // Set before any plugin runs; the service outlives this manager's use of it.
+  void add_builtin(const std::string& name, BuiltinService* service) { builtins_[name] = service; }
   std::pair<std::vector<FilterBinding>, PipelineSettings> pipeline() const override;
 
   // Drops the current set; done runs once every generation is unloaded.
@@ -79,6 +85,7 @@ class PluginManager : public ServiceDirectory {
   bool unchanged(const Generation& g, const PluginConfig& pc) const;
 
   HostServices services_;
+  std::map<std::string, BuiltinService*> builtins_;
   boost::asio::io_context& main_;
   std::string image_dir_;
   mutable std::mutex current_mutex_;  // current_ is read by loop threads (services)

@@ -1,0 +1,162 @@
+"""The core's DNS service end to end: a real authoritative server (nsd) on
+loopback, the daemon's resolver pointed at it with [dns] servers, and the
+built-in "dns" service called by a plugin (the probe)."""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+from harness import Daemon, Probe, main
+import unittest
+
+CONFIG = """
+[server]
+data_dir = "data"
+runtime_dir = "run"
+plugin_dir = "@PLUGINS@"
+shutdown_timeout = "200ms"
+
+[dns]
+servers = ["127.0.0.1:@DNSPORT@"]
+timeout = "300ms"
+tries = 1
+
+[listeners.probe]
+address = "127.0.0.1"
+port = 0
+protocol = "probe"
+
+[plugins.probe]
+path = "@TEST_PLUGINS@/probe.so"
+"""
+
+LONG_TXT = " ".join('"%s"' % ("x" * 200) for _ in range(4))  # > 512 bytes: TCP fallback or EDNS
+
+ZONE = """$ORIGIN dns.test.
+$TTL 300
+@       IN SOA ns.dns.test. admin.dns.test. 1 3600 600 86400 30
+@       IN NS  ns
+ns      IN A   127.0.0.1
+@       IN MX  10 mx1
+@       IN MX  20 mx2
+mx1     IN A   192.0.2.10
+mx1     IN AAAA 2001:db8::10
+@       IN TXT "v=spf1 ip4:192.0.2.0/24" " -all"
+short 1 IN A   192.0.2.99
+big     IN TXT %s
+_25._tcp.mx1 IN TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+""" % LONG_TXT
+
+
+def free_port():
+    while True:
+        s, t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+            t.close()
+
+
+class Nsd:
+    def __init__(self, test):
+        self.dir = tempfile.mkdtemp(prefix="postern-nsd.")
+        self.port = free_port()
+        with open(os.path.join(self.dir, "dns.test.zone"), "w") as f:
+            f.write(ZONE)
+        with open(os.path.join(self.dir, "nsd.conf"), "w") as f:
+            f.write("""server:
+  ip-address: 127.0.0.1@{port}
+  port: {port}
+  username: ""
+  chroot: ""
+  database: ""
+  zonesdir: "{dir}"
+  zonelistfile: "{dir}/zone.list"
+  xfrdfile: "{dir}/xfrd.state"
+  xfrdir: "{dir}"
+  pidfile: "{dir}/nsd.pid"
+  logfile: "{dir}/nsd.log"
+  server-count: 1
+remote-control:
+  control-enable: no
+zone:
+  name: "dns.test"
+  zonefile: "dns.test.zone"
+""".format(port=self.port, dir=self.dir))
+        self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", os.path.join(self.dir, "nsd.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        test.addCleanup(self.stop)
+        deadline = time.time() + 10
+        while time.time() < deadline:  # ready when it answers on TCP
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nsd did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Dns(unittest.TestCase):
+    def setUp(self):
+        self.nsd = Nsd(self)
+        config = (CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
+                  .replace("@TEST_PLUGINS@", os.environ["TEST_PLUGIN_DIR"])
+                  .replace("@DNSPORT@", str(self.nsd.port)))
+        self.daemon = Daemon(self, config)
+        self.daemon.start()
+        self.probe = Probe(self.daemon.port("probe"))
+        self.addCleanup(self.probe.close)
+
+    def query(self, name, rtype):
+        ok, out = self.probe.call("dns", "query", [("name", name), ("type", rtype)])
+        if not ok:
+            return out  # (status, message)
+        return {"rcode": out["rcode"][0].decode(), "ttl": int(out["ttl"][0]),
+                "records": sorted(r.decode() for r in out.get("record", []))}
+
+    def test_each_record_type(self):
+        self.assertEqual(self.query("dns.test", "MX")["records"], ["10 mx1.dns.test", "20 mx2.dns.test"])
+        self.assertEqual(self.query("MX1.dns.test.", "A")["records"], ["192.0.2.10"])
+        self.assertEqual(self.query("mx1.dns.test", "AAAA")["records"], ["2001:db8::10"])
+        self.assertEqual(self.query("dns.test", "TXT")["records"], ["v=spf1 ip4:192.0.2.0/24 -all"])
+        self.assertEqual(self.query("big.dns.test", "TXT")["records"], ["x" * 800])
+        self.assertEqual(self.query("_25._tcp.mx1.dns.test", "TLSA")["records"],
+                         ["3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"])
+        self.assertEqual(self.query("dns.test", "BOGUS")[0], -2)  # PST_ERR_INVALID
+        self.assertEqual(self.query("bad name!", "A")[0], -2)
+
+    def test_answers_and_negative_answers_are_cached_for_their_ttl(self):
+        hit = self.query("dns.test", "MX")
+        self.assertLessEqual(hit["ttl"], 300)
+        nx = self.query("nothing.dns.test", "A")
+        self.assertEqual((nx["rcode"], nx["records"]), ("NXDOMAIN", []))
+        self.assertLessEqual(nx["ttl"], 30)  # the SOA minimum
+        nodata = self.query("mx1.dns.test", "MX")
+        self.assertEqual((nodata["rcode"], nodata["records"]), ("NOERROR", []))
+        self.assertEqual(self.query("short.dns.test", "A")["records"], ["192.0.2.99"])
+        self.nsd.stop()
+        # From the cache while the server is gone:
+        self.assertEqual(self.query("dns.test", "MX")["records"], ["10 mx1.dns.test", "20 mx2.dns.test"])
+        self.assertEqual(self.query("nothing.dns.test", "A")["rcode"], "NXDOMAIN")
+        time.sleep(1.5)  # short.dns.test had TTL 1
+        status, message = self.query("short.dns.test", "A")
+        self.assertEqual(status, -9)  # PST_ERR_RETRYABLE: a temporary error, never an answer
+        self.assertIn("DNS", message)
+        status, _ = self.query("never-asked.dns.test", "A")
+        self.assertEqual(status, -9)
+
+
+if __name__ == "__main__":
+    main()
