@@ -190,7 +190,7 @@ std::optional<FetchItem> parse_fetch_item(const std::string& atom) {
   return item;
 }
 
-std::string envelope(std::string_view message, const mime::Part& part) {
+std::string envelope(const mime::Part& part) {
   auto h = [&](std::string_view name) -> std::optional<std::string> {
     auto v = mime::find_header(part.headers, name);
     return v ? std::optional<std::string>(std::string(*v)) : std::nullopt;
@@ -203,7 +203,6 @@ std::string envelope(std::string_view message, const mime::Part& part) {
   auto sender = addresses("Sender"), reply_to = addresses("Reply-To");
   if (sender.empty()) sender = from;
   if (reply_to.empty()) reply_to = from;
-  (void)message;
   return "(" + nstring(h("Date")) + " " + nstring(h("Subject")) + " " + address_list(from) + " " +
          address_list(sender) + " " + address_list(reply_to) + " " + address_list(addresses("To")) + " " +
          address_list(addresses("Cc")) + " " + address_list(addresses("Bcc")) + " " + nstring(h("In-Reply-To")) +
@@ -232,7 +231,7 @@ std::string body_structure(std::string_view message, const mime::Part& p, bool e
                     std::to_string(p.body_size());
   if (ct.type == "text" || broken) out += " " + std::to_string(p.lines);
   if (p.message() && !p.children.empty())
-    out += " " + envelope(message, p.children[0]) + " " + body_structure(message, p.children[0], ext) + " " +
+    out += " " + envelope(p.children[0]) + " " + body_structure(message, p.children[0], ext) + " " +
            std::to_string(p.lines);
   if (ext) out += " " + nstring(opt(p.md5)) + " " + disposition(p) + " " + language(p) + " " + nstring(opt(p.location));
   return out + ")";
@@ -241,7 +240,7 @@ std::string body_structure(std::string_view message, const mime::Part& p, bool e
 std::optional<std::string> render_item(const FetchItem& item, std::string_view message, const mime::Part& root) {
   switch (item.kind) {
     case FetchItem::envelope:
-      return "ENVELOPE " + envelope(message, root);
+      return "ENVELOPE " + envelope(root);
     case FetchItem::bodystructure:
       return "BODYSTRUCTURE " + body_structure(message, root, true);
     case FetchItem::body:

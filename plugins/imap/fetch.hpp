@@ -40,7 +40,7 @@ std::optional<FetchItem> parse_fetch_item(const std::string& atom);
 // part whose encoding is unknown answers "[UNKNOWN-CTE]" by nullopt too).
 std::optional<std::string> render_item(const FetchItem& item, std::string_view message, const sdk::mime::Part& root);
 
-std::string envelope(std::string_view message, const sdk::mime::Part& part);
+std::string envelope(const sdk::mime::Part& part);
 std::string body_structure(std::string_view message, const sdk::mime::Part& part, bool extensible);
 
 }  // namespace postern::imap

@@ -158,10 +158,23 @@ class Daemon:
     def port(self, listener):
         return int(self.wait_for("listener.started", listener=listener)["port"])
 
-    def ctl(self, *args):
-        r = subprocess.run([POSTERN, "--config", self.config_path, *args], capture_output=True, text=True,
-                           timeout=60)
+    def ctl(self, *args, stdin=None):
+        r = subprocess.run([POSTERN, "--config", self.config_path, *args], input=stdin, capture_output=True,
+                           text=True, timeout=60)
         return r.returncode, r.stdout, r.stderr
+
+    def admin(self, *args, stdin=None):
+        """A `postern` command that must succeed; returns what it printed."""
+        rc, out, err = self.ctl(*args, stdin=stdin)
+        self.test.assertEqual(rc, 0, err)
+        return out
+
+    def write_master_key(self):
+        """A random store master key in DIR/master.key, owner-only."""
+        path = os.path.join(self.dir, "master.key")
+        with open(path, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        os.chmod(path, 0o600)
 
     def status(self):
         rc, out, err = self.ctl("status")

@@ -9,7 +9,6 @@ import os
 import re
 import smtplib
 import struct
-import subprocess
 import time
 
 from harness import Daemon, Pki, main
@@ -69,9 +68,7 @@ def totp(secret_b32, at=None, step_offset=0):
 class TwoFactor(unittest.TestCase):
     def setUp(self):
         self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]))
-        with open(os.path.join(self.daemon.dir, "master.key"), "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
-        os.chmod(os.path.join(self.daemon.dir, "master.key"), 0o600)
+        self.daemon.write_master_key()
         with open(os.path.join(self.daemon.dir, "denied.txt"), "w") as f:
             f.write("# common passwords\npassword1234\nletmein12345\n")
         self.pki = Pki(self.daemon.dir)
@@ -82,13 +79,11 @@ class TwoFactor(unittest.TestCase):
         self.admin("user", "add", "alice@example.test", stdin=PASSWORD + "\n")
 
     def run_cli(self, *args, stdin=None):
-        return subprocess.run([os.environ["POSTERN"], "--config", self.daemon.config_path, *args], input=stdin,
-                              capture_output=True, text=True, timeout=60)
+        """(returncode, stdout, stderr) of a `postern` command that may fail."""
+        return self.daemon.ctl(*args, stdin=stdin)
 
     def admin(self, *args, stdin=None):
-        r = self.run_cli(*args, stdin=stdin)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout
+        return self.daemon.admin(*args, stdin=stdin)
 
     def imap_login(self, user, password):
         m = imaplib.IMAP4_SSL("127.0.0.1", self.port["imaps"], ssl_context=self.pki.client_context())
@@ -112,9 +107,9 @@ class TwoFactor(unittest.TestCase):
         self.assertIn("otpauth://totp/Postern:alice@example.test?secret=" + secret, out)
         self.assertIn("\u2588", out)  # the QR code, drawn for the phone's camera
         self.assertEqual(len(recovery), 10)
-        wrong = self.run_cli("2fa", "confirm", "alice@example.test", "000000")
-        self.assertNotEqual(wrong.returncode, 0)
-        self.assertIn("wrong code", wrong.stderr)
+        rc, _, err = self.run_cli("2fa", "confirm", "alice@example.test", "000000")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("wrong code", err)
         self.assertIn("two-factor authentication is on",
                       self.admin("2fa", "confirm", "alice@example.test", totp(secret)))
         return secret, recovery
@@ -156,9 +151,9 @@ class TwoFactor(unittest.TestCase):
                                  r"last used \d{4}-\d\d-\d\d \S+ from 127\.0\.0\.0/24")
         self.admin("app-password", "remove", "alice@example.test", "Phone")
         self.assertIn("invalid credentials", self.imap_refusal("alice@example.test", phone))
-        bad = self.run_cli("app-password", "add", "alice@example.test", "--name", "X", "--expires", "soon")
-        self.assertEqual(bad.returncode, 2)
-        self.assertIn("--expires takes", bad.stderr)
+        rc, _, err = self.run_cli("app-password", "add", "alice@example.test", "--name", "X", "--expires", "soon")
+        self.assertEqual(rc, 2)
+        self.assertIn("--expires takes", err)
 
     def test_an_app_password_stops_working_when_it_expires(self):
         self.enrol()
@@ -176,9 +171,9 @@ class TwoFactor(unittest.TestCase):
         for password, why in (("too short", "at least 12 characters"),
                               ("carol@example.test", "must not be the account's name"),
                               ("LetMeIn12345", "list of common or leaked passwords")):
-            r = self.run_cli("user", "add", "carol@example.test", stdin=password + "\n")
-            self.assertNotEqual(r.returncode, 0)
-            self.assertIn(why, r.stderr)
+            rc, _, err = self.run_cli("user", "add", "carol@example.test", stdin=password + "\n")
+            self.assertNotEqual(rc, 0)
+            self.assertIn(why, err)
         self.daemon.wait_for("auth.failed", user="boss@example.test")
 
 

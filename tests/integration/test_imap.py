@@ -70,9 +70,7 @@ NESTED = (b"From: a@example.net\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
 class Imap(unittest.TestCase):
     def setUp(self):
         self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]))
-        with open(os.path.join(self.daemon.dir, "master.key"), "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
-        os.chmod(os.path.join(self.daemon.dir, "master.key"), 0o600)
+        self.daemon.write_master_key()
         self.pki = Pki(self.daemon.dir)
         self.pki.issue("mx", ["imap.example.test", "127.0.0.1"])
         self.daemon.start()
@@ -81,10 +79,7 @@ class Imap(unittest.TestCase):
         self.admin("user", "add", "alice@example.test", stdin=PASSWORD + "\n")
 
     def admin(self, *args, stdin=None):
-        r = subprocess.run([os.environ["POSTERN"], "--config", self.daemon.config_path, *args], input=stdin,
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout
+        return self.daemon.admin(*args, stdin=stdin)
 
     def session(self):
         m = imaplib.IMAP4("127.0.0.1", self.port["imap"])

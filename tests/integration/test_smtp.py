@@ -99,9 +99,7 @@ class Base(unittest.TestCase):
     def setUp(self):
         self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]) % self.greet_pause
                              + self.extra)
-        with open(os.path.join(self.daemon.dir, "master.key"), "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
-        os.chmod(os.path.join(self.daemon.dir, "master.key"), 0o600)
+        self.daemon.write_master_key()
         self.pki = Pki(self.daemon.dir)
         self.pki.issue("mx", ["mx.example.test", "127.0.0.1"])
         self.daemon.start()
@@ -115,10 +113,7 @@ class Base(unittest.TestCase):
         self.alice = int(self.probe.ok("store", "resolve", [("address", "alice@example.test")])["account"][0])
 
     def admin(self, *args, stdin=None):
-        r = subprocess.run([os.environ["POSTERN"], "--config", self.daemon.config_path, *args], input=stdin,
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout
+        return self.daemon.admin(*args, stdin=stdin)
 
     def tls(self):
         return self.pki.client_context()
