@@ -100,7 +100,9 @@ void read_dns(Validator v, DnsConfig& d) {
     if (!is_ip_address(host)) v.error_at("servers", "\"" + s + "\" is not an IP address (optionally :port)");
   }
   d.timeout = v.duration("timeout", d.timeout);
-  d.tries = static_cast<uint32_t>(v.integer("tries", d.tries, 1, 10));
+  d.tries = static_cast<uint32_t>(v.integer("tries", d.tries, 1, 5));
+  if (d.timeout < std::chrono::milliseconds(100) || d.timeout > std::chrono::seconds(30))
+    v.error_at("timeout", "must be between 100ms and 30s");
   d.cache_entries = static_cast<size_t>(v.integer("cache_entries", static_cast<int64_t>(d.cache_entries), 0, 10'000'000));
   d.max_ttl = v.duration("max_ttl", d.max_ttl);
   d.negative_ttl = v.duration("negative_ttl", d.negative_ttl);

@@ -19,8 +19,14 @@ struct Reader {
     if (pos + 1 > m.size()) return ok = false, 0;
     return static_cast<uint8_t>(m[pos++]);
   }
-  uint16_t u16() { return static_cast<uint16_t>(u8() << 8 | u8()); }
-  uint32_t u32() { return static_cast<uint32_t>(u16()) << 16 | u16(); }
+  uint16_t u16() {
+    uint16_t high = u8();
+    return static_cast<uint16_t>(high << 8 | u8());
+  }
+  uint32_t u32() {
+    uint32_t high = u16();
+    return high << 16 | u16();
+  }
 
   // A possibly compressed name at pos; pos moves past it.
   std::string name() {
@@ -43,7 +49,12 @@ struct Reader {
       if (len == 0) break;
       if (at + len > m.size() || out.size() + len > 255) return ok = false, out;
       if (!out.empty()) out += '.';
-      out.append(m.substr(at, len));
+      // A dot or a control byte inside a label is marked, so that the
+      // name cannot pass for another one ("a.b" as one label).
+      for (char c : m.substr(at, len)) {
+        if (c == '.' || static_cast<unsigned char>(c) < 0x21 || c == '\\') out += '\\';
+        out += c;
+      }
       at += len;
     }
     if (!jumped) pos = at;
@@ -63,9 +74,27 @@ std::string hex(std::string_view bytes) {
   return out;
 }
 
-const char* rcode_name(int rcode) {
+std::string rcode_name(int rcode) {
   static constexpr const char* kNames[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"};
-  return rcode >= 0 && rcode < 6 ? kNames[rcode] : "SERVFAIL";
+  return rcode >= 0 && rcode < 6 ? kNames[rcode] : "RCODE" + std::to_string(rcode);
+}
+
+// A host name fit to be used and written into headers: letters, digits,
+// '-', '_' and dots between non-empty labels. A PTR record is whatever the
+// connecting client's network says: nothing else gets through.
+bool host_name(std::string_view name) {
+  if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.') return false;
+  size_t label = 0;
+  for (char c : name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+    if (++label > 63) return false;
+  }
+  return true;
 }
 
 // One record's data as text; nullopt when it is malformed.
@@ -81,12 +110,17 @@ std::optional<std::string> rdata_text(Reader& r, uint16_t type, size_t end) {
     }
     case MX: {
       uint16_t preference = r.u16();
-      std::string host = r.name();
-      return std::to_string(preference) + " " + lower(host);
+      std::string host = lower(r.name());
+      if (!r.ok || r.pos != end) return std::nullopt;
+      if (!host_name(host) && !host.empty()) return std::string();  // skipped: not a host name
+      return std::to_string(preference) + " " + (host.empty() ? "." : host);  // "0 .": the null MX (RFC 7505)
     }
     case PTR:
-    case CNAME:
-      return lower(r.name());
+    case CNAME: {
+      std::string host = lower(r.name());
+      if (!r.ok || r.pos != end) return std::nullopt;
+      return host_name(host) ? host : std::string();
+    }
     case TXT: {
       std::string out;  // RFC 7208 §3.3: the strings of one record, joined
       while (r.ok && r.pos < end) {
@@ -162,8 +196,8 @@ std::optional<Answer> parse_response(std::string_view message, uint16_t type) {
       Reader data{message, r.pos};
       auto text = rdata_text(data, rtype, end);
       if (!text || !data.ok) return std::nullopt;
-      out.records.push_back(*text);
-      ttl = std::min(ttl, record_ttl);
+      if (!text->empty() || rtype == TXT) out.records.push_back(*text);
+      ttl = std::min(ttl, std::min<uint32_t>(record_ttl, 0x7fffffff));  // RFC 2181 §8
     } else if (i < answers && rtype == CNAME) {
       ttl = std::min(ttl, record_ttl);  // the chain's TTLs bound the answer's
     } else if (i >= answers && rtype == SOA && out.records.empty()) {

@@ -5,6 +5,7 @@
 #include <postern/record.hpp>
 
 #include <arpa/nameser.h>
+#include <openssl/rand.h>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -25,9 +26,18 @@ std::string lower(std::string_view s) {
 
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 253) return false;
-  return std::all_of(name.begin(), name.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '.' || c == '-' || c == '_';
-  });
+  size_t label = 0;
+  for (unsigned char c : name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+    } else if ((std::isalnum(c) || c == '-' || c == '_') && ++label <= 63) {
+      continue;
+    } else {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -58,7 +68,11 @@ bool Resolver::start(std::string& error) {
   options.sock_state_cb_data = this;
   options.timeout = static_cast<int>(config_.timeout.count());
   options.tries = static_cast<int>(config_.tries);
-  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+  // EDNS0 with a 1232-byte buffer (the DNS flag day size): without the
+  // flag, c-ares 1.18 takes any UDP answer over 512 bytes for truncated.
+  options.flags = ARES_FLAG_EDNS;
+  options.ednspsz = 1232;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ;
   if (int rc = ares_init_options(&channel_, &options, mask); rc != ARES_SUCCESS)
     return error = std::string("c-ares: ") + ares_strerror(rc), false;
   if (!config_.servers.empty()) {
@@ -105,7 +119,11 @@ void Resolver::send(const Key& key) {
   // EDNS0 (so big answers come over UDP) and the AD bit set in the query:
   // a validating resolver then says whether the answer is authenticated
   // (RFC 6840 §5.7). ares_query cannot set AD, so the query is built here.
-  int rc = ares_create_query(key.name.c_str(), ns_c_in, key.type, 0, 1, &buf, &len, 1232);
+  // The ID must be unpredictable: c-ares 1.18's ares_send keeps the one
+  // given here (only ares_query randomises), and the source port is reused.
+  unsigned short id = 0;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&id), sizeof id);
+  int rc = ares_create_query(key.name.c_str(), ns_c_in, key.type, id, 1, &buf, &len, 1232);
   if (rc != ARES_SUCCESS) return answered(key, rc, {});
   buf[3] |= 0x20;
   auto* context = new QueryContext{this, alive_, key.name, key.type};
@@ -134,7 +152,12 @@ void Resolver::answered(const Key& key, int status, std::string_view message) {
     for (auto& w : waiters) w(PST_ERR_RETRYABLE, {}, why);
     return;
   }
-  if (answer->rcode == "NOERROR" || answer->rcode == "NXDOMAIN") remember(key, *answer);
+  // SERVFAIL, REFUSED, FORMERR...: trouble, never "no such record".
+  if (answer->rcode != "NOERROR" && answer->rcode != "NXDOMAIN") {
+    for (auto& w : waiters) w(PST_ERR_RETRYABLE, {}, "DNS: the server answered " + answer->rcode);
+    return;
+  }
+  remember(key, *answer);
   for (auto& w : waiters) w(PST_OK, *answer, {});
 }
 
@@ -144,11 +167,14 @@ void Resolver::remember(const Key& key, const dns::Answer& answer) {
   bool negative = answer.records.empty();
   auto cap = negative ? config_.negative_ttl : config_.max_ttl;
   auto ttl = std::min<std::chrono::milliseconds>(std::chrono::seconds(answer.ttl), cap);
-  if (ttl.count() <= 0) return;
+  if (ttl.count() <= 0 || config_.cache_entries == 0) return;
   if (cache_.size() >= config_.cache_entries) {
     auto now = Clock::now();
     std::erase_if(cache_, [&](const auto& e) { return e.second.expires <= now; });
-    if (cache_.size() >= config_.cache_entries) cache_.erase(cache_.begin());
+    if (cache_.size() >= config_.cache_entries)  // full of live answers: the one expiring soonest goes
+      cache_.erase(std::min_element(cache_.begin(), cache_.end(), [](auto& a, auto& b) {
+        return a.second.expires < b.second.expires;
+      }));
   }
   cache_[key] = Entry{answer, Clock::now() + ttl};
 }
@@ -167,7 +193,14 @@ void Resolver::on_socket_state(void* data, ares_socket_t fd, int readable, int w
   }
   Watch& w = self->watches_[fd];
   if (!w.descriptor) {
-    w.descriptor = std::make_unique<asio::posix::stream_descriptor>(self->loop_, fd);
+    w.descriptor = std::make_unique<asio::posix::stream_descriptor>(self->loop_);
+    boost::system::error_code ec;
+    w.descriptor->assign(fd, ec);  // never throw through c-ares's C frames
+    if (ec) {
+      log_error("dns.socket_failed", {{"reason", ec.message()}});
+      self->watches_.erase(fd);
+      return;
+    }
     w.generation = ++self->generations_;
   }
   w.read = readable;
@@ -185,7 +218,8 @@ void Resolver::arm(ares_socket_t fd) {
       auto it = watches_.find(fd);
       if (it == watches_.end() || it->second.generation != generation) return;  // a later socket on that number
       (for_read ? it->second.reading : it->second.writing) = false;
-      if (ec) return;
+      if (ec == asio::error::operation_aborted) return;
+      // Any other error: let c-ares look at the socket itself.
       ares_process_fd(channel_, for_read ? fd : ARES_SOCKET_BAD, for_read ? ARES_SOCKET_BAD : fd);
       arm(fd);
       schedule_timeout();

@@ -282,6 +282,11 @@ std::string_view kNoService = "no enabled plugin provides this service";
 void dispatch_call(const std::shared_ptr<PendingCall>& pending, const ServiceDirectory* dir,
                    std::chrono::milliseconds timeout, const std::string& service, pst_str method,
                    const uint8_t* request, size_t len) {
+  pending->timeout = std::make_unique<asio::steady_timer>(pending->executor, timeout);
+  pending->timeout->async_wait([weak = std::weak_ptr<PendingCall>(pending)](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto p = weak.lock()) p->complete(PST_ERR_RETRYABLE, "the service did not answer in time");
+  });
   if (BuiltinService* builtin = dir ? dir->builtin(service) : nullptr) {
     builtin->handle(std::string_view(method.data, method.len),
                     std::string_view(reinterpret_cast<const char*>(request), len),
@@ -293,11 +298,6 @@ void dispatch_call(const std::shared_ptr<PendingCall>& pending, const ServiceDir
     pending->complete(PST_ERR_NOT_FOUND, std::string(kNoService));
     return;
   }
-  pending->timeout = std::make_unique<asio::steady_timer>(pending->executor, timeout);
-  pending->timeout->async_wait([weak = std::weak_ptr<PendingCall>(pending)](const boost::system::error_code& ec) {
-    if (ec) return;
-    if (auto p = weak.lock()) p->complete(PST_ERR_RETRYABLE, "the service did not answer in time");
-  });
   auto* handle = new pst_call{pending, binding->generation};
   binding->table->handle(binding->generation->instance(), handle, method, request, len);
 }

@@ -88,6 +88,29 @@ TEST_CASE("DNS: NXDOMAIN and NODATA live as long as the SOA says (RFC 2308)") {
   CHECK(r->ttl == 60);
 }
 
+TEST_CASE("DNS: host names that are not host names are dropped - the null MX is kept") {
+  Message ptr(0x8180, PTR, 2, 0);
+  ptr.rr(kPointerToQuestion, PTR, 60, std::string("\x0e" "mail.evil.test" "\x00", 16))
+      .rr(kPointerToQuestion, PTR, 60, Message::name("mail.good.test"));
+  auto r = parse_response(ptr.bytes, PTR);
+  REQUIRE(r);
+  CHECK(r->records == std::vector<std::string>{"mail.good.test"});  // a dot inside a label is not a name
+  Message crlf(0x8180, PTR, 1, 0);
+  crlf.rr(kPointerToQuestion, PTR, 60, std::string("\x05" "a\r\nb:" "\x00", 7));
+  r = parse_response(crlf.bytes, PTR);
+  REQUIRE(r);
+  CHECK(r->records.empty());
+  Message null_mx(0x8180, MX, 1, 0);
+  null_mx.rr(kPointerToQuestion, MX, 60, Message::u16(0) + std::string("\x00", 1));
+  r = parse_response(null_mx.bytes, MX);
+  REQUIRE(r);
+  CHECK(r->records == std::vector<std::string>{"0 ."});
+  Message servfail(0x8182, A, 0, 0);
+  r = parse_response(servfail.bytes, A);
+  REQUIRE(r);
+  CHECK(r->rcode == "SERVFAIL");  // the resolver turns it into a temporary error
+}
+
 TEST_CASE("DNS: malformed answers are refused - never read out of bounds") {
   Message a(0x8180, A, 1, 0);
   a.rr(kPointerToQuestion, A, 300, std::string("\xc0\x00\x02\x01", 4));
