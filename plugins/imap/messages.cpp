@@ -107,9 +107,9 @@ void Session::copy(const std::string& tag, const Tokens& args, bool uid, bool mo
   wait();
   auto alive = std::weak_ptr<bool>(alive_);
   backend_.call(
-      "store", "message.copy",
+      "store", move ? "message.move" : "message.copy",
       Record().add("account", account_).add("mailbox", view_->name()).add("uids", compact_list(uids)).add("to", to),
-      [this, alive, tag, verb, move, uids](Result<Record> r) {
+      [this, alive, tag, verb, move](Result<Record> r) {
         if (alive.expired()) return;
         if (!r) {
           done(tag, "NO", code_of(r.error()) + r.error().message);
@@ -130,43 +130,18 @@ void Session::copy(const std::string& tag, const Tokens& args, bool uid, bool mo
         }
         std::string copyuid =
             pairs.empty() ? "" : "[COPYUID " + std::string(r->get_or("uidvalidity", "0")) + " " + from + " " + dest + "] ";
-        if (!move) {
-          return finish(tag, "OK", copyuid + "COPY completed");
-        }
-        // MOVE: the copies exist; now the originals go (RFC 6851 §3.3:
-        // COPYUID first, then the EXPUNGEs, then the tagged OK).
+        if (!move) return finish(tag, "OK", copyuid + "COPY completed");
+        // MOVE (RFC 6851 §3.3): COPYUID first, then the EXPUNGEs, then OK.
         untagged("OK " + copyuid + "moved");
-        Record flag = Record()
-                          .add("account", account_)
-                          .add("mailbox", view_->name())
-                          .add("uids", compact_list(uids))
-                          .add("mode", "add")
-                          .add("flags", "\\Deleted");
-        backend_.call("store", "message.flags", flag, [this, alive, tag, uids](Result<Record> f) {
-          if (alive.expired()) return;
-          if (!f) {
-            done(tag, "NO", "[UNAVAILABLE] copied, but the originals could not be removed: " + f.error().message);
-            return resume();
-          }
-          Record expunge =
-              Record().add("account", account_).add("mailbox", view_->name()).add("uids", compact_list(uids));
-          backend_.call("store", "message.expunge", expunge, [this, alive, tag](Result<Record> e) {
-            if (alive.expired()) return;
-            if (e) {
-              std::vector<std::pair<size_t, uint64_t>> gone;
-              for (auto raw : e->all("uid")) {
-                uint64_t u = std::stoull(std::string(raw));
-                if (auto index = view_->find_uid(u)) gone.emplace_back(*index, u);
-              }
-              std::sort(gone.rbegin(), gone.rend());
-              for (auto& [index, u] : gone) {
-                untagged(std::to_string(index + 1) + " EXPUNGE");
-                view_->forget(u);
-              }
-            }
-            finish(tag, e ? "OK" : "NO", e ? "MOVE completed" : "[UNAVAILABLE] " + e.error().message);
-          });
-        });
+        std::vector<std::pair<size_t, uint64_t>> gone;
+        for (auto& [f, d] : pairs)
+          if (auto index = view_->find_uid(f)) gone.emplace_back(*index, f);
+        std::sort(gone.rbegin(), gone.rend());
+        for (auto& [index, u] : gone) {
+          untagged(std::to_string(index + 1) + " EXPUNGE");
+          view_->forget(u);
+        }
+        finish(tag, "OK", "MOVE completed");
       });
 }
 

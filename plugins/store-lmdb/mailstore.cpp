@@ -480,6 +480,48 @@ Record Store::message_expunge(const Record& r) {
   return out.add("highest_modseq", modseq);
 }
 
+// MOVE (RFC 6851) in one transaction: each message gets its new UID in
+// the target and leaves the source, so a crash never leaves both copies or
+// neither. The body and the quota are untouched.
+Record Store::message_move(const Record& r) {
+  uint64_t account = account_id(r);
+  Txn txn(*db_, true);
+  Mailbox from = require_mailbox(txn, account, need(r, "mailbox"));
+  Mailbox to = require_mailbox(txn, account, need(r, "to"));
+  if (from.id == to.id) throw StoreError(PST_ERR_INVALID, "moving into the same mailbox");
+  Key key = vault_->account_key(txn, account);
+  uint64_t uidnext = num(to.record, "uidnext"), modseq = num(to.record, "modseq");
+  Record out;
+  uint64_t moved = 0;
+  for (uint64_t uid : parse_uids(r.get_or("uids", ""))) {
+    std::string src = message_key(account, from.id, uid);
+    auto sealed = txn.get(Table::messages, src);
+    if (!sealed) continue;
+    Record e = vault_->open(Table::messages, src, *sealed, key);
+    std::string dst = message_key(account, to.id, uidnext);
+    txn.put(Table::messages, dst,
+            vault_->seal(Table::messages, dst, with(e, {{"uid", std::to_string(uidnext)}, {"modseq", std::to_string(++modseq)}}), key));
+    txn.del(Table::messages, src);
+    out.add("copy", Record().add("from", uid).add("to", uidnext)).add("uid", uid);
+    ++uidnext;
+    ++moved;
+  }
+  to.record = with(to.record, {{"uidnext", std::to_string(uidnext)},
+                               {"modseq", std::to_string(modseq)},
+                               {"messages", std::to_string(num(to.record, "messages") + moved)}});
+  uint64_t from_modseq = num(from.record, "modseq") + (moved ? 1 : 0);
+  from.record = with(from.record, {{"modseq", std::to_string(from_modseq)},
+                                   {"messages", std::to_string(num(from.record, "messages") - moved)}});
+  put_mailbox(txn, account, to);
+  put_mailbox(txn, account, from);
+  txn.commit();
+  if (moved) {
+    notify(account, to);
+    notify(account, from);
+  }
+  return out.add("uidvalidity", to.record.get_or("uidvalidity", "0")).add("highest_modseq", from_modseq);
+}
+
 Record Store::message_copy(const Record& r) {
   uint64_t account = account_id(r);
   Txn txn(*db_, true);

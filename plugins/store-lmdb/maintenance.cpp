@@ -176,7 +176,7 @@ Store::Handler Store::find(std::string_view method) {
       {"tfa.enable", &Store::tfa_enable},         {"tfa.confirm", &Store::tfa_confirm},
       {"tfa.disable", &Store::tfa_disable},       {"tfa.status", &Store::tfa_status},
       {"app.add", &Store::app_add},               {"app.list", &Store::app_list},
-      {"app.remove", &Store::app_remove},
+      {"app.remove", &Store::app_remove},         {"message.move", &Store::message_move},
   };
   for (const auto& [name, handler] : kMethods)
     if (name == method) return handler;

@@ -73,6 +73,7 @@ class Store {
   Record message_flags(const Record& r);
   Record message_expunge(const Record& r);
   Record message_copy(const Record& r);
+  Record message_move(const Record& r);
 
   // --- maintenance ---
   // Walks everything; "problem" fields name each failure.

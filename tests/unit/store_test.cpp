@@ -376,3 +376,20 @@ TEST_CASE("a full store refuses new mail as temporary and loses nothing") {
   CHECK(store.message_list(Record().add("account", a).add("mailbox", "INBOX")).all("message").size() == stored);
   CHECK(store.verify(Record()).all("problem").empty());
 }
+
+TEST_CASE("MOVE is one transaction: new UIDs in the target - gone from the source - quota unchanged") {
+  Fixture f;
+  uint64_t a = f.user("mover@example.org");
+  for (int i = 0; i < 3; ++i)
+    f.store->deliver_accounts(Record().add("account", a).add("data", "Subject: " + std::to_string(i) + "\r\n\r\nx\r\n"));
+  Record before = f.store->quota_get(Record().add("account", a));
+  Record moved = f.store->message_move(Record().add("account", a).add("mailbox", "INBOX").add("uids", "1,3").add("to", "Archive"));
+  CHECK(moved.all("uid").size() == 2);
+  CHECK(Record::parse(moved.all("copy")[1])->get_or("to", "") == "2");
+  CHECK(f.store->message_list(Record().add("account", a).add("mailbox", "INBOX")).all("message").size() == 1);
+  CHECK(f.store->message_list(Record().add("account", a).add("mailbox", "Archive")).all("message").size() == 2);
+  CHECK(f.store->quota_get(Record().add("account", a)).get_or("used", "") == before.get_or("used", "x"));
+  CHECK(fails_with([&] { f.store->message_move(Record().add("account", a).add("mailbox", "INBOX").add("uids", "2").add("to", "INBOX")); },
+                   PST_ERR_INVALID));
+  CHECK(f.store->verify(Record()).all("problem").empty());
+}

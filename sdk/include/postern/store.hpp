@@ -41,6 +41,9 @@
 //                    modified* (uids refused by unchanged_since), highest_modseq
 //   message.expunge  account mailbox [uids] -> uid*, highest_modseq
 //   message.copy     account mailbox uids to -> copy* (from to), uidvalidity
+//   message.move     account mailbox uids to -> copy* (from to), uid* (gone
+//                    from the source), uidvalidity, highest_modseq: one
+//                    transaction (never both copies, never neither)
 //   quota.get        account | address -> address limit used messages
 // "auth" service:
 //   verify           user password [peer protocol] -> account address
