@@ -154,6 +154,7 @@ int Daemon::run() {
     return 1;
   }
   plugins_->add_builtin("dns", resolver_.get());
+  plugins_->add_builtin("counters", &counters_);
   if (!start(error)) {
     log_error("server.start_failed", {{"reason", error}});
     plugins_.reset();

@@ -5,6 +5,7 @@
 
 #include "config/config.hpp"
 #include "control/control_server.hpp"
+#include "counters/counters.hpp"
 #include "delivery/scheduler.hpp"
 #include "dns/resolver.hpp"
 #include "net/connection_registry.hpp"
@@ -54,6 +55,7 @@ class Daemon {
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<LoopPool> loops_;
   std::unique_ptr<Resolver> resolver_;  // before plugins_: outlives their calls into it
+  Counters counters_;                    // likewise
   std::unique_ptr<PluginManager> plugins_;
   std::shared_ptr<TlsStore> tls_;
   NotifyHub notify_;

@@ -1,6 +1,6 @@
-"""The core's DNS service end to end: a real authoritative server (nsd) on
-loopback, the daemon's resolver pointed at it with [dns] servers, and the
-built-in "dns" service called by a plugin (the probe)."""
+"""The core's built-in services end to end, called by a plugin (the probe):
+"dns", with a real authoritative server (nsd) on loopback and the daemon's
+resolver pointed at it with [dns] servers; and "counters"."""
 import os
 import socket
 import subprocess
@@ -156,6 +156,18 @@ class Dns(unittest.TestCase):
         self.assertIn("DNS", message)
         status, _ = self.query("never-asked.dns.test", "A")
         self.assertEqual(status, -9)
+
+    def test_counters_are_shared_by_every_plugin_call(self):
+        count = lambda: int(self.probe.ok("counters", "incr", [("key", "auth-fail:192.0.2.1"),
+                                                                 ("window_ms", "60000")])["count"][0])
+        self.assertEqual([count(), count(), count()], [1, 2, 3])
+        self.assertEqual(self.probe.ok("counters", "get", [("key", "auth-fail:192.0.2.1")])["count"], [b"3"])
+        self.assertEqual(self.probe.ok("counters", "set_nx", [("key", "k"), ("ttl_ms", "100")])["set"], [b"1"])
+        self.assertEqual(self.probe.ok("counters", "set_nx", [("key", "k"), ("ttl_ms", "100")])["set"], [b"0"])
+        time.sleep(0.2)
+        self.assertEqual(self.probe.ok("counters", "set_nx", [("key", "k"), ("ttl_ms", "100")])["set"], [b"1"])
+        ok, (status, _) = self.probe.call("counters", "incr", [("key", "x")])
+        self.assertEqual((ok, status), (False, -2))  # PST_ERR_INVALID: no window
 
 
 if __name__ == "__main__":
