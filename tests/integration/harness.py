@@ -316,3 +316,65 @@ class Probe(LineClient):
         if not ok:
             raise AssertionError("%s %s failed: %s" % (service, method, out))
         return out
+
+
+def free_port():
+    while True:
+        s, t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+            t.close()
+
+
+class Nsd:
+    """nsd, authoritative for one zone, on a free loopback port (UDP and TCP)."""
+
+    def __init__(self, test, origin, zone_text):
+        self.dir = tempfile.mkdtemp(prefix="postern-nsd.")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.port = free_port()
+        with open(os.path.join(self.dir, "zone"), "w") as f:
+            f.write(zone_text)
+        with open(os.path.join(self.dir, "nsd.conf"), "w") as f:
+            f.write("""server:
+  ip-address: 127.0.0.1@{port}
+  port: {port}
+  username: ""
+  chroot: ""
+  database: ""
+  zonesdir: "{dir}"
+  zonelistfile: "{dir}/zone.list"
+  xfrdfile: "{dir}/xfrd.state"
+  xfrdir: "{dir}"
+  pidfile: "{dir}/nsd.pid"
+  logfile: "{dir}/nsd.log"
+  server-count: 1
+remote-control:
+  control-enable: no
+zone:
+  name: "{origin}"
+  zonefile: "zone"
+""".format(port=self.port, dir=self.dir, origin=origin))
+        self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", os.path.join(self.dir, "nsd.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        test.addCleanup(self.stop)
+        deadline = time.time() + 10
+        while time.time() < deadline:  # ready when it answers on TCP
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nsd did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -2,12 +2,9 @@
 "dns", with a real authoritative server (nsd) on loopback and the daemon's
 resolver pointed at it with [dns] servers; and "counters"."""
 import os
-import socket
-import subprocess
-import tempfile
 import time
 
-from harness import Daemon, Probe, main
+from harness import Daemon, Nsd, Probe, main
 import unittest
 
 CONFIG = """
@@ -49,68 +46,9 @@ _25._tcp.mx1 IN TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef01234
 """ % LONG_TXT
 
 
-def free_port():
-    while True:
-        s, t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
-        try:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-            t.close()
-
-
-class Nsd:
-    def __init__(self, test):
-        self.dir = tempfile.mkdtemp(prefix="postern-nsd.")
-        self.port = free_port()
-        with open(os.path.join(self.dir, "dns.test.zone"), "w") as f:
-            f.write(ZONE)
-        with open(os.path.join(self.dir, "nsd.conf"), "w") as f:
-            f.write("""server:
-  ip-address: 127.0.0.1@{port}
-  port: {port}
-  username: ""
-  chroot: ""
-  database: ""
-  zonesdir: "{dir}"
-  zonelistfile: "{dir}/zone.list"
-  xfrdfile: "{dir}/xfrd.state"
-  xfrdir: "{dir}"
-  pidfile: "{dir}/nsd.pid"
-  logfile: "{dir}/nsd.log"
-  server-count: 1
-remote-control:
-  control-enable: no
-zone:
-  name: "dns.test"
-  zonefile: "dns.test.zone"
-""".format(port=self.port, dir=self.dir))
-        self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", os.path.join(self.dir, "nsd.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        test.addCleanup(self.stop)
-        deadline = time.time() + 10
-        while time.time() < deadline:  # ready when it answers on TCP
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("nsd did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 class Dns(unittest.TestCase):
     def setUp(self):
-        self.nsd = Nsd(self)
+        self.nsd = Nsd(self, "dns.test", ZONE)
         config = (CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
                   .replace("@TEST_PLUGINS@", os.environ["TEST_PLUGIN_DIR"])
                   .replace("@DNSPORT@", str(self.nsd.port)))

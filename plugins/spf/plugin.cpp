@@ -1,0 +1,129 @@
+// spf: the pipeline filter "spf" (RFC 7208) at the mail_from stage, and
+// the service "spf" (method "check": ip helo sender -> result
+// received_spf explanation) for tools and tests. Lookups go to the core's
+// resolver (the "dns" service); libspf2 is synchronous, so each check runs
+// on a worker thread and each lookup waits there for its answer.
+#include "spf_check.hpp"
+
+#include <postern/record.hpp>
+#include <postern/sdk.hpp>
+
+#include <array>
+#include <future>
+#include <map>
+#include <unistd.h>
+
+namespace postern::spf {
+namespace {
+
+using namespace postern::sdk;
+
+constexpr std::string_view kResults[] = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"};
+
+class Plugin : public sdk::Plugin {
+ public:
+  static constexpr std::array<FilterSpec, 1> filters{
+      FilterSpec{"spf", PST_STAGE_BIT(PST_STAGE_MAIL_FROM), PST_FILTER_ADD_HEADER | PST_FILTER_SET_SCORE}};
+  static constexpr std::array<std::string_view, 1> services{"spf"};
+
+  bool configure(Config cfg) override {
+    cfg.allow_keys({"hostname", "lookup_timeout", "pass", "fail", "softfail", "neutral", "none", "temperror",
+                    "permerror"});
+    char host[256] = "localhost";
+    ::gethostname(host, sizeof host - 1);
+    hostname_ = cfg.string("hostname", host);
+    timeout_ = cfg.duration("lookup_timeout", std::chrono::seconds(5));
+    for (std::string_view r : kResults) {
+      std::string fallback = r == "fail" ? "reject" : r == "temperror" ? "tempfail" : "tag";
+      std::string action = cfg.string(r, fallback);
+      if (action != "reject" && action != "tempfail" && action != "tag") cfg[r].error("reject, tempfail or tag");
+      actions_[std::string(r)] = action;
+    }
+    return cfg.error_count() == 0;
+  }
+
+  void on_stage(std::string_view, pst_stage, FilterTxn txn, VerdictPtr verdict) override {
+    // Mail from an authenticated account is not judged by where it came from.
+    if (txn.get("auth_user").value_or("").size()) return verdict->cont();
+    std::string ip = txn.get("peer").value_or(""), helo = txn.get("helo").value_or("");
+    std::string sender = txn.get("mail_from").value_or("");
+    bool queued = host().submit(
+        nullptr,
+        [this, txn, verdict, ip, helo, sender] {
+          Result r = check(resolver(), ip, helo, sender, hostname_);
+          judge(txn, *verdict, r, sender, helo);
+        },
+        [verdict](bool ran) {
+          if (!ran) verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
+        });
+    if (!queued) verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
+  }
+
+  void handle_call(std::string_view, std::string_view method, std::string_view request, ReplyPtr reply) override {
+    auto r = Record::parse(request);
+    if (method != "check" || !r) return reply->error(PST_ERR_UNSUPPORTED, "spf: method check (ip helo sender)");
+    std::string ip(r->get_or("ip", "")), helo(r->get_or("helo", "")), sender(r->get_or("sender", ""));
+    bool queued = host().submit(
+        nullptr,
+        [this, ip, helo, sender, reply] {
+          Result out = check(resolver(), ip, helo, sender, hostname_);
+          reply->ok(Record()
+                        .add("result", out.result)
+                        .add("received_spf", out.received_spf)
+                        .add("explanation", out.explanation)
+                        .encode());
+        },
+        [reply](bool ran) {
+          if (!ran) reply->error(PST_ERR_RETRYABLE, "the spf plugin is shutting down");
+        });
+    if (!queued) reply->error(PST_ERR_RETRYABLE, "the spf plugin is busy");
+  }
+
+ private:
+  // A lookup through the core's resolver, waited for on this worker.
+  Resolve resolver() {
+    return [host = host(), timeout = timeout_](const std::string& name, const std::string& type) -> std::optional<Lookup> {
+      auto answer = std::make_shared<std::promise<std::optional<Lookup>>>();
+      auto future = answer->get_future();
+      Record request;
+      request.add("name", name).add("type", type);
+      bool made = host.call(nullptr, "dns", "query", request.encode(), [answer](pst_status s, std::string_view reply) {
+        std::optional<Lookup> out;
+        if (s == PST_OK)
+          if (auto r = Record::parse(reply)) {
+            out = Lookup{std::string(r->get_or("rcode", "")), {}, static_cast<uint32_t>(r->number("ttl").value_or(0))};
+            for (auto rec : r->all("record")) out->records.emplace_back(rec);
+          }
+        answer->set_value(out);
+      });
+      if (!made || future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+      return future.get();
+    };
+  }
+
+  void judge(const FilterTxn& txn, Verdict& verdict, const Result& r, const std::string& sender,
+             const std::string& helo) {
+    if (!r.received_spf.empty()) txn.add_header("Received-SPF", r.received_spf);
+    std::string identity = sender.empty() ? "smtp.helo=" + helo : "smtp.mailfrom=" + sender;
+    txn.add_result("spf=" + r.result + " " + identity);
+    auto found = actions_.find(r.result);  // read-only here: checks run on several workers
+    std::string action = found == actions_.end() ? "tag" : found->second;
+    host().info("spf.checked", {{"result", r.result}, {"sender", sender}, {"helo", helo}, {"action", action}});
+    if (action == "reject") {
+      std::string why = r.explanation.empty() ? "SPF " + r.result + ": the sender's domain does not allow this host"
+                                              : "SPF " + r.result + ": " + r.explanation;
+      return verdict.reject(550, "5.7.23", why, "spf:" + r.result);  // RFC 7372
+    }
+    if (action == "tempfail") return verdict.tempfail(451, "4.7.24", "SPF " + r.result + "; try again later", "spf:" + r.result);
+    verdict.cont();
+  }
+
+  std::string hostname_;
+  std::chrono::milliseconds timeout_{5000};
+  std::map<std::string, std::string> actions_;
+};
+
+}  // namespace
+}  // namespace postern::spf
+
+POSTERN_PLUGIN(postern::spf::Plugin, "spf", "1.0.0")

@@ -1,0 +1,137 @@
+"""SPF end to end: nsd serves the sender domains' records on loopback, the
+daemon's resolver asks it, the spf plugin judges MAIL FROM in the SMTP
+pipeline (and answers the "spf" service's check)."""
+import os
+import smtplib
+
+from harness import Daemon, Nsd, Probe, main
+import unittest
+
+ZONE = """$ORIGIN spf.test.
+$TTL 300
+@         IN SOA ns.spf.test. admin.spf.test. 1 3600 600 86400 30
+@         IN NS  ns
+ns        IN A   127.0.0.1
+good      IN TXT "v=spf1 ip4:192.0.2.0/24 -all"
+bad       IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+soft      IN TXT "v=spf1 ~all"
+viamx     IN TXT "v=spf1 mx -all"
+viamx     IN MX  10 mail.viamx
+mail.viamx IN A  192.0.2.1
+incl      IN TXT "v=spf1 include:good.spf.test -all"
+broken    IN TXT "v=spf1 ip4:not-an-address -all"
+loop      IN TXT "v=spf1 include:loop.spf.test -all"
+helo      IN TXT "v=spf1 a -all"
+helo      IN A   192.0.2.1
+"""
+
+CONFIG = """
+[server]
+data_dir = "data"
+runtime_dir = "run"
+plugin_dir = "@PLUGINS@"
+shutdown_timeout = "200ms"
+
+[dns]
+servers = ["127.0.0.1:@DNSPORT@"]
+timeout = "500ms"
+tries = 1
+
+[listeners.mx]
+address = "127.0.0.1"
+port = 0
+protocol = "smtp"
+
+[listeners.probe]
+address = "127.0.0.1"
+port = 0
+protocol = "probe"
+
+[plugins.probe]
+path = "@TEST_PLUGINS@/probe.so"
+
+[plugins.smtp]
+hostname = "mx.example.test"
+greet_pause = "0s"
+
+[plugins.spf]
+hostname = "mx.example.test"
+softfail = "tag"
+@ACTIONS@
+
+[plugins.store-lmdb]
+master_key_file = "@DIR@/master.key"
+argon2_memory_kib = 8192
+argon2_iterations = 1
+"""
+
+
+class Spf(unittest.TestCase):
+    actions = ""
+
+    def setUp(self):
+        self.nsd = Nsd(self, "spf.test", ZONE)
+        self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
+                             .replace("@DNSPORT@", str(self.nsd.port)).replace("@ACTIONS@", self.actions))
+        self.daemon.write_master_key()
+        self.daemon.start()
+        self.probe = Probe(self.daemon.port("probe"))
+        self.addCleanup(self.probe.close)
+        self.port = self.daemon.port("mx")
+        self.daemon.admin("domain", "add", "example.test")
+        self.daemon.admin("user", "add", "alice@example.test", stdin="alice's long password\n")
+
+    def check(self, sender, ip="192.0.2.7", helo="client.example"):
+        out = self.probe.ok("spf", "check", [("ip", ip), ("helo", helo), ("sender", sender)])
+        return out["result"][0].decode()
+
+    def test_results(self):
+        self.assertEqual(self.check("a@good.spf.test"), "pass")
+        self.assertEqual(self.check("a@bad.spf.test"), "fail")
+        self.assertEqual(self.check("a@soft.spf.test"), "softfail")
+        self.assertEqual(self.check("a@viamx.spf.test", ip="192.0.2.1"), "pass")
+        self.assertEqual(self.check("a@viamx.spf.test"), "fail")
+        self.assertEqual(self.check("a@incl.spf.test"), "pass")
+        self.assertEqual(self.check("a@incl.spf.test", ip="198.51.100.1"), "fail")
+        self.assertEqual(self.check("a@nothing.spf.test"), "none")
+        self.assertEqual(self.check("a@broken.spf.test"), "permerror")
+        self.assertEqual(self.check("a@loop.spf.test"), "permerror")  # the lookup limit
+        self.assertEqual(self.check("", ip="192.0.2.1", helo="helo.spf.test"), "pass")  # the null path: HELO
+        self.nsd.stop()
+        self.assertEqual(self.check("a@elsewhere.spf.test"), "temperror")  # no answer is not "none"
+
+    def test_loopback_clients_always_pass(self):
+        # libspf2 lets 127.0.0.0/8 and ::1 pass whatever the record says
+        # (its "localhost" policy): mail from this host is never refused.
+        self.assertEqual(self.check("a@bad.spf.test", ip="127.0.0.1"), "pass")
+
+    def test_the_smtp_pipeline_adds_received_spf_and_authentication_results(self):
+        with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example") as s:
+            s.sendmail("a@good.spf.test", ["alice@example.test"], b"Subject: spf\r\n\r\nchecked\r\n")
+        self.daemon.wait_for("delivery.delivered", to="alice@example.test")
+        alice = int(self.probe.ok("store", "resolve", [("address", "alice@example.test")])["account"][0])
+        data = self.probe.ok("store", "message.fetch", [("account", alice), ("mailbox", "INBOX"), ("uid", "1")])["data"][0]
+        self.assertIn(b"Received-SPF: pass (", data)
+        self.assertIn(b"Authentication-Results: mx.example.test;\r\n\tspf=pass smtp.mailfrom=a@good.spf.test", data)
+        self.assertEqual(self.daemon.wait_for("spf.checked", result="pass")["action"], "tag")
+
+
+class SpfActions(Spf):
+    """The action per result is the operator's: here even a pass is refused."""
+    actions = 'pass = "reject"'
+
+    def test_the_smtp_pipeline_applies_the_configured_action(self):
+        with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example") as s:
+            s.ehlo()
+            code, text = s.mail("a@good.spf.test")
+            self.assertEqual(code, 550)
+            self.assertIn(b"5.7.23 SPF pass", text)
+        self.assertEqual(self.daemon.wait_for("spf.checked", result="pass")["action"], "reject")
+
+    test_the_smtp_pipeline_adds_received_spf_and_authentication_results = None
+    test_results = None
+    test_loopback_clients_always_pass = None
+
+
+if __name__ == "__main__":
+    main()
