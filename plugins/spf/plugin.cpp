@@ -89,6 +89,7 @@ class Plugin : public sdk::Plugin {
       request.add("name", name).add("type", type);
       bool made = host.call(nullptr, "dns", "query", request.encode(), [answer](pst_status s, std::string_view reply) {
         std::optional<Lookup> out;
+        if (s == PST_ERR_INVALID) out = Lookup{"NXDOMAIN", {}, 0};  // not a host name: no such name
         if (s == PST_OK)
           if (auto r = Record::parse(reply)) {
             out = Lookup{std::string(r->get_or("rcode", "")), {}, static_cast<uint32_t>(r->number("ttl").value_or(0))};
