@@ -101,6 +101,11 @@ PrepareResult PluginManager::prepare(const Config& config) {
       set->protocols[p] = ProtocolBinding{g, g->protocol(p)};
     }
     for (const std::string& name : g->service_names()) {
+      if (builtins_.count(name)) {  // the core's own would answer in its place
+        result.errors.push_back("service \"" + name + "\" of plugin \"" + g->name() +
+                                "\" has the name of a service the core provides");
+        continue;
+      }
       if (set->services.count(name)) {
         result.errors.push_back("service \"" + name + "\" is provided by two plugins: \"" +
                                 set->services[name].generation->name() + "\" and \"" + g->name() + "\"");

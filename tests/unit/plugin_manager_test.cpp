@@ -9,6 +9,10 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
 using namespace postern::core;
 using postern::test::echo_config;
 using postern::test::TempDir;
@@ -136,4 +140,37 @@ TEST_CASE("[pipeline] order must name filters that enabled plugins provide") {
   CHECK_FALSE(r.set);
   REQUIRE_FALSE(r.errors.empty());
   CHECK(r.errors.back() == "[pipeline] order names filter \"spf\", which no enabled plugin provides");
+}
+
+namespace {
+struct NoService : BuiltinService {
+  void handle(std::string_view, std::string_view, std::function<void(pst_status, std::string)> reply) override {
+    reply(PST_OK, "");
+  }
+};
+}  // namespace
+
+TEST_CASE("a plugin may not provide a service under the name of one the core provides") {
+  Fixture f;
+  NoService builtin;
+  f.manager.add_builtin("admin", &builtin);  // as if the core had its own "admin"
+  TempDir data;
+  std::string key = data.path + "/master.key";
+  {
+    std::ofstream out(key);
+    out << std::string(64, 'a') << "\n";
+  }
+  std::filesystem::permissions(key, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::string so = std::string(TEST_PLUGIN_DIR) + "/../../plugins/store-lmdb.so";
+  auto parsed = parse_config("[plugins.store-lmdb]\npath = \"" + so + "\"\nmaster_key_file = \"" + key +
+                                 "\"\ndirectory = \"" + data.path + "/store\"\nargon2_memory_kib = 8192\n",
+                             "/tmp/unit.toml");
+  REQUIRE(parsed.config);
+  auto r = f.manager.prepare(*parsed.config);
+  CHECK_FALSE(r.set);
+  bool named = std::any_of(r.errors.begin(), r.errors.end(), [](const std::string& e) {
+    return e == "service \"admin\" of plugin \"store-lmdb\" has the name of a service the core provides";
+  });
+  CHECK(named);
+  CHECK(f.run_until([&] { return f.manager.status().empty(); }));
 }
