@@ -8,7 +8,10 @@
 #include <postern/record.hpp>
 #include <postern/sdk.hpp>
 
+#include <arpa/inet.h>
+
 #include <array>
+#include <atomic>
 #include <future>
 #include <map>
 #include <unistd.h>
@@ -27,12 +30,17 @@ class Plugin : public sdk::Plugin {
   static constexpr std::array<std::string_view, 1> services{"spf"};
 
   bool configure(Config cfg) override {
-    cfg.allow_keys({"hostname", "lookup_timeout", "pass", "fail", "softfail", "neutral", "none", "temperror",
-                    "permerror"});
+    cfg.allow_keys({"hostname", "lookup_timeout", "check_timeout", "max_parallel", "pass", "fail", "softfail",
+                    "neutral", "none", "temperror", "permerror"});
     char host[256] = "localhost";
     ::gethostname(host, sizeof host - 1);
     hostname_ = cfg.string("hostname", host);
     timeout_ = cfg.duration("lookup_timeout", std::chrono::seconds(5));
+    // RFC 7208 §4.6.4: a whole check gets at least 20 s, then it is a
+    // temperror; well inside the pipeline's stage_timeout.
+    check_timeout_ = cfg.duration("check_timeout", std::chrono::seconds(20));
+    // Checks wait on worker threads the store needs too: at most this many.
+    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 1, 1, 64));
     for (std::string_view r : kResults) {
       std::string fallback = r == "fail" ? "reject" : r == "temperror" ? "tempfail" : "tag";
       std::string action = cfg.string(r, fallback);
@@ -47,22 +55,36 @@ class Plugin : public sdk::Plugin {
     if (txn.get("auth_user").value_or("").size()) return verdict->cont();
     std::string ip = txn.get("peer").value_or(""), helo = txn.get("helo").value_or("");
     std::string sender = txn.get("mail_from").value_or("");
+    if (running_.fetch_add(1) >= max_parallel_) {  // too many waiting already: a temperror, not a blocked pool
+      --running_;
+      return judge(txn, *verdict, Result{"temperror", "", ""}, sender, helo);
+    }
     bool queued = host().submit(
         nullptr,
         [this, txn, verdict, ip, helo, sender] {
           Result r = check(resolver(), ip, helo, sender, hostname_);
+          --running_;
           judge(txn, *verdict, r, sender, helo);
         },
-        [verdict](bool ran) {
-          if (!ran) verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
+        [this, verdict](bool ran) {
+          if (ran) return;
+          --running_;
+          verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
         });
-    if (!queued) verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
+    if (!queued) {
+      --running_;
+      verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
+    }
   }
 
   void handle_call(std::string_view, std::string_view method, std::string_view request, ReplyPtr reply) override {
     auto r = Record::parse(request);
     if (method != "check" || !r) return reply->error(PST_ERR_UNSUPPORTED, "spf: method check (ip helo sender)");
     std::string ip(r->get_or("ip", "")), helo(r->get_or("helo", "")), sender(r->get_or("sender", ""));
+    in6_addr probe{};
+    std::string client = unmapped(ip);
+    if (inet_pton(client.find(':') != std::string::npos ? AF_INET6 : AF_INET, client.c_str(), &probe) != 1)
+      return reply->error(PST_ERR_INVALID, "ip: an IPv4 or IPv6 address");
     bool queued = host().submit(
         nullptr,
         [this, ip, helo, sender, reply] {
@@ -80,9 +102,14 @@ class Plugin : public sdk::Plugin {
   }
 
  private:
-  // A lookup through the core's resolver, waited for on this worker.
+  // A lookup through the core's resolver, waited for on this worker; past
+  // the check's deadline every further lookup fails at once.
   Resolve resolver() {
-    return [host = host(), timeout = timeout_](const std::string& name, const std::string& type) -> std::optional<Lookup> {
+    auto deadline = std::chrono::steady_clock::now() + check_timeout_;
+    return [host = host(), timeout = timeout_, deadline](const std::string& name,
+                                                         const std::string& type) -> std::optional<Lookup> {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
       auto answer = std::make_shared<std::promise<std::optional<Lookup>>>();
       auto future = answer->get_future();
       Record request;
@@ -97,13 +124,17 @@ class Plugin : public sdk::Plugin {
           }
         answer->set_value(out);
       });
-      if (!made || future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+      if (!made || future.wait_for(std::min(timeout, left)) != std::future_status::ready) return std::nullopt;
       return future.get();
     };
   }
 
   void judge(const FilterTxn& txn, Verdict& verdict, const Result& r, const std::string& sender,
              const std::string& helo) {
+    if (r.result.empty()) {  // a loopback client: nothing to say about the sender's domain
+      host().info("spf.skipped", {{"reason", "local client"}, {"sender", sender}, {"helo", helo}});
+      return verdict.cont();
+    }
     if (!r.received_spf.empty()) txn.add_header("Received-SPF", r.received_spf);
     std::string identity = sender.empty() ? "smtp.helo=" + helo : "smtp.mailfrom=" + sender;
     txn.add_result("spf=" + r.result + " " + identity);
@@ -120,7 +151,9 @@ class Plugin : public sdk::Plugin {
   }
 
   std::string hostname_;
-  std::chrono::milliseconds timeout_{5000};
+  std::chrono::milliseconds timeout_{5000}, check_timeout_{20000};
+  int max_parallel_ = 1;
+  std::atomic<int> running_{0};
   std::map<std::string, std::string> actions_;
 };
 

@@ -56,7 +56,8 @@ SPF_dns_rr_t* to_rr(SPF_dns_server_t* server, const char* domain, ns_type type, 
 struct Layer {
   SPF_dns_server_t server{};
   const Resolve* resolve = nullptr;
-  bool trouble = false;  // a lookup failed for now (timeout, SERVFAIL)
+  int txt_lookups = 0;
+  bool first_txt_failed = false;  // the identity's own record could not be looked up
 };
 
 SPF_dns_rr_t* lookup(SPF_dns_server_t* server, const char* domain, ns_type type, int) {
@@ -64,11 +65,18 @@ SPF_dns_rr_t* lookup(SPF_dns_server_t* server, const char* domain, ns_type type,
   const char* name = type_name(type);
   if (!name) return SPF_dns_rr_new_init(server, domain, type, 0, NO_DATA);
   auto found = (*layer->resolve)(domain, name);
-  if (!found) layer->trouble = true;
+  if (type == ns_t_txt && layer->txt_lookups++ == 0) layer->first_txt_failed = !found;
   return to_rr(server, domain, type, found);
 }
 
 }  // namespace
+
+std::string unmapped(const std::string& ip) {
+  std::string lower = ip;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.starts_with("::ffff:") && lower.find('.') != std::string::npos) return ip.substr(7);
+  return ip;
+}
 
 Result check(const Resolve& resolve, const std::string& ip, const std::string& helo, const std::string& sender,
              const std::string& receiver) {
@@ -84,28 +92,44 @@ Result check(const Resolve& resolve, const std::string& ip, const std::string& h
   Result out{"temperror", "", ""};
   if (!server) return out;
   SPF_server_set_rec_dom(server.get(), receiver.c_str());  // else the header names the machine
+  // libspf2's default explanation sends senders to openspf.org.
+  SPF_response_t* ignored = nullptr;
+  SPF_server_set_explanation(server.get(), "the sender's domain does not list this host as allowed to send its mail",
+                             &ignored);
+  if (ignored) SPF_response_free(ignored);
   std::unique_ptr<SPF_request_t, decltype(&SPF_request_free)> request(SPF_request_new(server.get()),
                                                                        &SPF_request_free);
-  bool v6 = ip.find(':') != std::string::npos;
-  if ((v6 ? SPF_request_set_ipv6_str(request.get(), ip.c_str()) : SPF_request_set_ipv4_str(request.get(), ip.c_str())) !=
-      SPF_E_SUCCESS)
+  if (!request) return out;
+  std::string client = unmapped(ip);
+  bool v6 = client.find(':') != std::string::npos;
+  if ((v6 ? SPF_request_set_ipv6_str(request.get(), client.c_str())
+          : SPF_request_set_ipv4_str(request.get(), client.c_str())) != SPF_E_SUCCESS)
     return out.result = "permerror", out;
   SPF_request_set_helo_dom(request.get(), helo.c_str());
   // The null reverse-path: RFC 7208 §2.4 checks postmaster@HELO.
   std::string identity = sender.empty() ? "postmaster@" + helo : sender;
-  if (SPF_request_set_env_from(request.get(), identity.c_str()) != 0) return out.result = "none", out;
+  if (SPF_request_set_env_from(request.get(), identity.c_str()) != 0) return out;  // out of memory: temperror
   SPF_response_t* response = nullptr;
   SPF_request_query_mailfrom(request.get(), &response);
   std::unique_ptr<SPF_response_t, decltype(&SPF_response_free)> held(response, &SPF_response_free);
   if (!response) return out;
-  // libspf2 calls a record it cannot parse "(invalid)": RFC 7208 §4.6 makes
-  // that a permerror.
+  // libspf2 lets 127.0.0.0/8 and ::1 pass without a lookup: such a "pass"
+  // says nothing about the sender's domain, so it is not reported at all.
+  if (SPF_response_reason(response) == SPF_REASON_LOCALHOST) return out.result = "", out;
+  // libspf2 leaves the result "(invalid)" when the domain's own record
+  // cannot be used: its lookup failed for now (RFC 7208 §4.4: temperror)
+  // or it cannot be parsed (§4.6: permerror). Later lookups that fail are
+  // libspf2's to judge.
   SPF_result_t result = SPF_response_result(response);
-  out.result = result == SPF_RESULT_INVALID ? "permerror" : SPF_strresult(result);
-  // libspf2 1.2.10 turns a lookup that failed for now (TRY_AGAIN) into a
-  // permerror; RFC 7208 §2.6.6 says temperror, and the sender retries.
-  if (layer.trouble && (out.result == "permerror" || out.result == "none")) out.result = "temperror";
-  if (const char* v = SPF_response_get_received_spf_value(response)) out.received_spf = v;
+  if (result == SPF_RESULT_INVALID)
+    out.result = layer.first_txt_failed ? "temperror" : "permerror";
+  else
+    out.result = SPF_strresult(result);
+  if (const char* v = SPF_response_get_received_spf_value(response)) {
+    // Its first word is libspf2's result, which can be "(invalid)".
+    std::string value = v;
+    out.received_spf = out.result + value.substr(std::min(value.find(' '), value.size()));
+  }
   if (const char* e = SPF_response_get_explanation(response)) out.explanation = e;
   return out;
 }

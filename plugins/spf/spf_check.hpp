@@ -21,10 +21,13 @@ struct Lookup {
 using Resolve = std::function<std::optional<Lookup>(const std::string& name, const std::string& type)>;
 
 struct Result {
-  std::string result;         // pass fail softfail neutral none temperror permerror
+  std::string result;         // pass fail softfail neutral none temperror permerror; "" = not judged (loopback)
   std::string received_spf;   // the Received-SPF header's value
-  std::string explanation;    // for a fail, what the domain says (may be empty)
+  std::string explanation;    // for a fail: the domain's exp=, or ours
 };
+
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address (RFC 7208 §5.6).
+std::string unmapped(const std::string& ip);
 
 // identity: the MAIL FROM address ("" for the null path: then the HELO
 // identity is checked, RFC 7208 §2.4), helo, the client's IP address, and
