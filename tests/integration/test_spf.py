@@ -3,6 +3,7 @@ daemon's resolver asks it, the spf plugin judges MAIL FROM in the SMTP
 pipeline (and answers the "spf" service's check)."""
 import os
 import smtplib
+import subprocess
 
 from harness import Daemon, Nsd, Probe, main
 import unittest
@@ -119,6 +120,58 @@ class Spf(unittest.TestCase):
         data = self.probe.ok("store", "message.fetch", [("account", alice), ("mailbox", "INBOX"), ("uid", "1")])["data"][0]
         self.assertNotIn(b"Received-SPF", data)
         self.assertNotIn(b"spf=", data)
+
+
+def local_address():
+    """A non-loopback IPv4 address of this machine (traffic to it stays here), or None."""
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return next((a for a in out if "." in a and not a.startswith("127.")), None)
+
+
+class SpfOverTheNetwork(unittest.TestCase):
+    """The SMTP pipeline's actions, with the client on this machine's own
+    non-loopback address (loopback clients are not judged)."""
+
+    def setUp(self):
+        self.ip = local_address()
+        if not self.ip:
+            self.skipTest("this machine has no non-loopback IPv4 address")
+        zone = ZONE + 'here      IN TXT "v=spf1 ip4:%s -all"\nnothere   IN TXT "v=spf1 -all"\n' % self.ip
+        zone += 'soft2     IN TXT "v=spf1 ?all"\n'
+        self.nsd = Nsd(self, "spf.test", zone)
+        config = (CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]).replace("@DNSPORT@", str(self.nsd.port))
+                  .replace("@ACTIONS@", "").replace('[listeners.mx]\naddress = "127.0.0.1"',
+                                                     '[listeners.mx]\naddress = "%s"' % self.ip))
+        self.daemon = Daemon(self, config)
+        self.daemon.write_master_key()
+        self.daemon.start()
+        self.probe = Probe(self.daemon.port("probe"))
+        self.addCleanup(self.probe.close)
+        self.port = self.daemon.port("mx")
+        self.daemon.admin("domain", "add", "example.test")
+        self.daemon.admin("user", "add", "alice@example.test", stdin="alice's long password\n")
+
+    def test_fail_is_refused_pass_is_recorded_a_dns_failure_is_temporary(self):
+        with smtplib.SMTP(self.ip, self.port, local_hostname="client.example", source_address=(self.ip, 0)) as s:
+            s.ehlo()
+            code, text = s.mail("a@nothere.spf.test")
+            self.assertEqual(code, 550)
+            self.assertIn(b"5.7.23 SPF fail", text)
+            self.assertEqual(s.mail("a@soft2.spf.test")[0], 250)  # neutral: tagged
+            s.rset()
+            self.assertEqual(s.mail("a@here.spf.test")[0], 250)
+            self.assertEqual(s.rcpt("alice@example.test")[0], 250)
+            self.assertEqual(s.data(b"Subject: spf\r\n\r\nfrom the network\r\n")[0], 250)
+            self.nsd.stop()
+            code, text = s.mail("a@unknown.spf.test")
+            self.assertEqual(code, 451)
+            self.assertIn(b"4.7.24 SPF temperror", text)
+        self.daemon.wait_for("delivery.delivered", to="alice@example.test")
+        alice = int(self.probe.ok("store", "resolve", [("address", "alice@example.test")])["account"][0])
+        data = self.probe.ok("store", "message.fetch", [("account", alice), ("mailbox", "INBOX"), ("uid", "1")])["data"][0]
+        self.assertIn(b"Received-SPF: pass (", data)
+        self.assertIn(("client-ip=%s;" % self.ip).encode(), data)
+        self.assertIn(b"spf=pass smtp.mailfrom=a@here.spf.test", data)
 
 
 if __name__ == "__main__":
