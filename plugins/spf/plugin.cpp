@@ -5,6 +5,7 @@
 // on a worker thread and each lookup waits there for its answer.
 #include "spf_check.hpp"
 
+#include <postern/dns.hpp>
 #include <postern/record.hpp>
 #include <postern/sdk.hpp>
 
@@ -12,7 +13,6 @@
 
 #include <array>
 #include <atomic>
-#include <future>
 #include <map>
 #include <unistd.h>
 
@@ -106,26 +106,12 @@ class Plugin : public sdk::Plugin {
   // the check's deadline every further lookup fails at once.
   Resolve resolver() {
     auto deadline = std::chrono::steady_clock::now() + check_timeout_;
-    return [host = host(), timeout = timeout_, deadline](const std::string& name,
-                                                         const std::string& type) -> std::optional<Lookup> {
+    return [dns = DnsClient(host(), nullptr), timeout = timeout_, deadline](
+               const std::string& name, const std::string& type) -> std::optional<Lookup> {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return std::nullopt;
-      auto answer = std::make_shared<std::promise<std::optional<Lookup>>>();
-      auto future = answer->get_future();
-      Record request;
-      request.add("name", name).add("type", type);
-      bool made = host.call(nullptr, "dns", "query", request.encode(), [answer](pst_status s, std::string_view reply) {
-        std::optional<Lookup> out;
-        if (s == PST_ERR_INVALID) out = Lookup{"NXDOMAIN", {}, 0};  // not a host name: no such name
-        if (s == PST_OK)
-          if (auto r = Record::parse(reply)) {
-            out = Lookup{std::string(r->get_or("rcode", "")), {}, static_cast<uint32_t>(r->number("ttl").value_or(0))};
-            for (auto rec : r->all("record")) out->records.emplace_back(rec);
-          }
-        answer->set_value(out);
-      });
-      if (!made || future.wait_for(std::min(timeout, left)) != std::future_status::ready) return std::nullopt;
-      return future.get();
+      auto a = dns.query_and_wait(name, type, std::min(timeout, left));
+      if (!a) return std::nullopt;
+      return Lookup{a->rcode, a->records, a->ttl};
     };
   }
 

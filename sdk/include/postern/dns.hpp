@@ -15,7 +15,11 @@
 #include <postern/result.hpp>
 #include <postern/sdk_host.hpp>
 
+#include <chrono>
 #include <functional>
+#include <future>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +36,23 @@ struct DnsAnswer {
 class DnsClient {
  public:
   DnsClient(Host host, pst_conn* conn) : host_(host), conn_(conn) {}
+
+  // For code that must wait (a synchronous library on a worker thread:
+  // libspf2, OpenDKIM): the answer, or nullopt when the lookup failed for
+  // now or took longer than timeout. Never call it on an event loop thread.
+  // A name the resolver refuses as no host name counts as "no such name".
+  std::optional<DnsAnswer> query_and_wait(std::string_view name, std::string_view type,
+                                          std::chrono::milliseconds timeout) const {
+    auto answer = std::make_shared<std::promise<std::optional<DnsAnswer>>>();
+    auto future = answer->get_future();
+    DnsClient(host_, nullptr).query(name, type, [answer](Result<DnsAnswer> r) {
+      if (r) answer->set_value(*r);
+      else if (r.error().status == PST_ERR_INVALID) answer->set_value(DnsAnswer{"NXDOMAIN", false, 0, {}});
+      else answer->set_value(std::nullopt);
+    });
+    if (timeout.count() <= 0 || future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+    return future.get();
+  }
 
   // done runs once on the session's thread (not at all if it is gone).
   void query(std::string_view name, std::string_view type, std::function<void(Result<DnsAnswer>)> done) const {
