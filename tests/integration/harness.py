@@ -378,3 +378,38 @@ zone:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+# Config sections the integration tests share (each test adds its own).
+SERVER_TOML = """
+[server]
+data_dir = "data"
+runtime_dir = "run"
+plugin_dir = "%s"
+shutdown_timeout = "200ms"
+""" % PLUGIN_DIR
+
+PROBE_TOML = """
+[listeners.probe]
+address = "127.0.0.1"
+port = 0
+protocol = "probe"
+
+[plugins.probe]
+path = "@TEST_PLUGINS@/probe.so"
+"""
+
+STORE_TOML = """
+[plugins.store-lmdb]
+master_key_file = "@DIR@/master.key"
+argon2_memory_kib = 8192
+argon2_iterations = 1
+"""
+
+
+def dns_toml(port, cache_entries=None):
+    """[dns] pointed at a test server on loopback, failing fast."""
+    text = '\n[dns]\nservers = ["127.0.0.1:%d"]\ntimeout = "300ms"\ntries = 1\n' % port
+    if cache_entries is not None:
+        text += "cache_entries = %d\n" % cache_entries
+    return text

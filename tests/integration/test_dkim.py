@@ -5,35 +5,16 @@ results land in Authentication-Results."""
 import os
 import smtplib
 
-from harness import Daemon, Nsd, Probe, main
+from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, main
 import unittest
 
 DATA = os.path.join(os.environ.get("POSTERN_SOURCE_DIR", "../.."), "../shared/testdata/dkim/rfc8463")
 
-CONFIG = """
-[server]
-data_dir = "data"
-runtime_dir = "run"
-plugin_dir = "@PLUGINS@"
-shutdown_timeout = "200ms"
-
-[dns]
-servers = ["127.0.0.1:@DNSPORT@"]
-timeout = "300ms"
-tries = 1
-
+CONFIG = SERVER_TOML + PROBE_TOML + STORE_TOML + """
 [listeners.mx]
 address = "127.0.0.1"
 port = 0
 protocol = "smtp"
-
-[listeners.probe]
-address = "127.0.0.1"
-port = 0
-protocol = "probe"
-
-[plugins.probe]
-path = "@TEST_PLUGINS@/probe.so"
 
 [plugins.smtp]
 hostname = "mx.example.test"
@@ -41,11 +22,6 @@ greet_pause = "0s"
 
 [plugins.dkim]
 lookup_timeout = "1s"
-
-[plugins.store-lmdb]
-master_key_file = "@DIR@/master.key"
-argon2_memory_kib = 8192
-argon2_iterations = 1
 """
 
 
@@ -59,8 +35,7 @@ def zone():
 class Dkim(unittest.TestCase):
     def setUp(self):
         self.nsd = Nsd(self, "football.example.com", zone())
-        self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
-                             .replace("@DNSPORT@", str(self.nsd.port)))
+        self.daemon = Daemon(self, CONFIG + dns_toml(self.nsd.port))
         self.daemon.write_master_key()
         self.daemon.start()
         self.probe = Probe(self.daemon.port("probe"))

@@ -4,29 +4,10 @@ resolver pointed at it with [dns] servers; and "counters"."""
 import os
 import time
 
-from harness import Daemon, Nsd, Probe, main
+from harness import PROBE_TOML, SERVER_TOML, Daemon, Nsd, Probe, dns_toml, main
 import unittest
 
-CONFIG = """
-[server]
-data_dir = "data"
-runtime_dir = "run"
-plugin_dir = "@PLUGINS@"
-shutdown_timeout = "200ms"
-
-[dns]
-servers = ["127.0.0.1:@DNSPORT@"]
-timeout = "300ms"
-tries = 1
-
-[listeners.probe]
-address = "127.0.0.1"
-port = 0
-protocol = "probe"
-
-[plugins.probe]
-path = "@TEST_PLUGINS@/probe.so"
-"""
+CONFIG = SERVER_TOML + PROBE_TOML
 
 LONG_TXT = " ".join('"%s"' % ("x" * 200) for _ in range(4))  # > 512 bytes: TCP fallback or EDNS
 
@@ -49,10 +30,7 @@ _25._tcp.mx1 IN TLSA 3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef01234
 class Dns(unittest.TestCase):
     def setUp(self):
         self.nsd = Nsd(self, "dns.test", ZONE)
-        config = (CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
-                  .replace("@TEST_PLUGINS@", os.environ["TEST_PLUGIN_DIR"])
-                  .replace("@DNSPORT@", str(self.nsd.port)))
-        self.daemon = Daemon(self, config)
+        self.daemon = Daemon(self, CONFIG + dns_toml(self.nsd.port))
         self.daemon.start()
         self.probe = Probe(self.daemon.port("probe"))
         self.addCleanup(self.probe.close)

@@ -5,7 +5,7 @@ import os
 import smtplib
 import subprocess
 
-from harness import Daemon, Nsd, Probe, main
+from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, main
 import unittest
 
 ZONE = """$ORIGIN spf.test.
@@ -26,30 +26,11 @@ helo      IN TXT "v=spf1 a -all"
 helo      IN A   192.0.2.1
 """
 
-CONFIG = """
-[server]
-data_dir = "data"
-runtime_dir = "run"
-plugin_dir = "@PLUGINS@"
-shutdown_timeout = "200ms"
-
-[dns]
-servers = ["127.0.0.1:@DNSPORT@"]
-timeout = "500ms"
-tries = 1
-
+CONFIG = SERVER_TOML + PROBE_TOML + STORE_TOML + """
 [listeners.mx]
 address = "127.0.0.1"
 port = 0
 protocol = "smtp"
-
-[listeners.probe]
-address = "127.0.0.1"
-port = 0
-protocol = "probe"
-
-[plugins.probe]
-path = "@TEST_PLUGINS@/probe.so"
 
 [plugins.smtp]
 hostname = "mx.example.test"
@@ -59,11 +40,6 @@ greet_pause = "0s"
 hostname = "mx.example.test"
 softfail = "tag"
 @ACTIONS@
-
-[plugins.store-lmdb]
-master_key_file = "@DIR@/master.key"
-argon2_memory_kib = 8192
-argon2_iterations = 1
 """
 
 
@@ -72,8 +48,7 @@ class Spf(unittest.TestCase):
 
     def setUp(self):
         self.nsd = Nsd(self, "spf.test", ZONE)
-        self.daemon = Daemon(self, CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
-                             .replace("@DNSPORT@", str(self.nsd.port)).replace("@ACTIONS@", self.actions))
+        self.daemon = Daemon(self, CONFIG.replace("@ACTIONS@", self.actions) + dns_toml(self.nsd.port))
         self.daemon.write_master_key()
         self.daemon.start()
         self.probe = Probe(self.daemon.port("probe"))
@@ -139,9 +114,9 @@ class SpfOverTheNetwork(unittest.TestCase):
         zone = ZONE + 'here      IN TXT "v=spf1 ip4:%s -all"\nnothere   IN TXT "v=spf1 -all"\n' % self.ip
         zone += 'soft2     IN TXT "v=spf1 ?all"\n'
         self.nsd = Nsd(self, "spf.test", zone)
-        config = (CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"]).replace("@DNSPORT@", str(self.nsd.port))
-                  .replace("@ACTIONS@", "").replace('[listeners.mx]\naddress = "127.0.0.1"',
-                                                     '[listeners.mx]\naddress = "%s"' % self.ip))
+        config = (CONFIG.replace("@ACTIONS@", "").replace('[listeners.mx]\naddress = "127.0.0.1"',
+                                                          '[listeners.mx]\naddress = "%s"' % self.ip)
+                  + dns_toml(self.nsd.port))
         self.daemon = Daemon(self, config)
         self.daemon.write_master_key()
         self.daemon.start()

@@ -14,33 +14,13 @@ import tempfile
 
 import yaml
 
-from harness import Daemon, Nsd, Probe, main
+from harness import PROBE_TOML, SERVER_TOML, Daemon, Nsd, Probe, dns_toml, main
 import unittest
 
 SUITE = os.path.join(os.environ.get("POSTERN_SOURCE_DIR", "../.."), "../shared/testdata/spf/rfc7208-tests.yml")
 KNOWN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spf_suite_known_failures.txt")
 
-CONFIG = """
-[server]
-data_dir = "data"
-runtime_dir = "run"
-plugin_dir = "@PLUGINS@"
-shutdown_timeout = "200ms"
-
-[dns]
-servers = ["127.0.0.1:@DNSPORT@"]
-timeout = "300ms"
-tries = 1
-cache_entries = 0
-
-[listeners.probe]
-address = "127.0.0.1"
-port = 0
-protocol = "probe"
-
-[plugins.probe]
-path = "@TEST_PLUGINS@/probe.so"
-
+CONFIG = SERVER_TOML + PROBE_TOML + """
 [plugins.spf]
 hostname = "receiver.example"
 """
@@ -115,9 +95,7 @@ class Rfc7208Suite(unittest.TestCase):
         passed, failures = 0, []
         for scenario in scenarios:
             nsd = Nsd(self, ".", zone_text(scenario["zonedata"]))
-            config = (CONFIG.replace("@PLUGINS@", os.environ["PLUGIN_DIR"])
-                      .replace("@DNSPORT@", str(nsd.port)))
-            daemon = Daemon(self, config)
+            daemon = Daemon(self, CONFIG + dns_toml(nsd.port, cache_entries=0))
             daemon.start()
             probe = Probe(daemon.port("probe"))
             for name, t in scenario["tests"].items():
