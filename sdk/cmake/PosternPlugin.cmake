@@ -35,3 +35,16 @@ function(postern_add_plugin name)
     install(TARGETS ${name} LIBRARY DESTINATION ${POSTERN_PLUGIN_INSTALL_DIR})
   endif()
 endfunction()
+
+# postern_add_plugin_library(NAME SOURCES...)
+#
+# A plugin's logic as a static library that both the plugin and the unit
+# tests link, compiled as the plugin is (PIC, hidden symbols, no
+# STB_GNU_UNIQUE).
+function(postern_add_plugin_library name)
+  add_library(${name} STATIC ${ARGN})
+  set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON CXX_VISIBILITY_PRESET hidden
+                                           VISIBILITY_INLINES_HIDDEN ON)
+  target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-gnu-unique>)
+  target_link_libraries(${name} PUBLIC postern::sdk)
+endfunction()
