@@ -1,16 +1,16 @@
 #include "dkim_verify.hpp"
 
 #include <sys/types.h>
-// OpenDKIM's header uses C's _Bool and has no extern "C".
+// OpenDKIM's header uses C's _Bool.
 #define _Bool bool
-extern "C" {
 #include <opendkim/dkim.h>
-}
 #undef _Bool
 
 #include <algorithm>
 #include <cstring>
+#include <cctype>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace postern::dkim {
@@ -23,6 +23,14 @@ struct Context {
   std::set<std::string> unreachable;  // key names whose lookup failed for now
 };
 
+// A d= or s= value fit to be written into Authentication-Results: a name,
+// nothing that could open a comment or a quoted string there.
+bool token(const std::string& s) {
+  return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '.' || c == '-' || c == '_';
+  });
+}
+
 // The key record for a signature, from the caller's lookup.
 DKIM_CBSTAT key_lookup(DKIM* dkim, DKIM_SIGINFO* sig, u_char* buf, size_t buflen) {
   auto* context = static_cast<Context*>(dkim_get_user_context(dkim));
@@ -31,38 +39,67 @@ DKIM_CBSTAT key_lookup(DKIM* dkim, DKIM_SIGINFO* sig, u_char* buf, size_t buflen
   const char* domain = reinterpret_cast<const char*>(dkim_sig_getdomain(sig));
   if (!lookup || !selector || !domain || buflen == 0) return DKIM_CBSTAT_ERROR;
   std::string name = std::string(selector) + "._domainkey." + domain;
-  auto records = (*lookup)(name);
+  // Asked once per verification: a key that could not be had is not asked
+  // again by the next signature naming it.
+  if (context->unreachable.count(name)) return DKIM_CBSTAT_TRYAGAIN;
+  std::optional<std::vector<std::string>> records;
+  try {
+    records = (*lookup)(name);
+  } catch (...) {  // never unwind through OpenDKIM's C frames
+    records.reset();
+  }
   if (!records) {
     // OpenDKIM reports this as an unknown error: remembered for the result.
     context->unreachable.insert(name);
     return DKIM_CBSTAT_TRYAGAIN;
   }
-  if (records->empty()) return DKIM_CBSTAT_NOTFOUND;
-  const std::string& record = records->front();  // RFC 6376 §3.6.2.2: several records are ambiguous
-  size_t n = std::min(record.size(), buflen - 1);
-  std::memcpy(buf, record.data(), n);
-  buf[n] = '\0';
+  // RFC 6376 §3.6.2.2: the key record; several are ambiguous, take the one
+  // that says it is one.
+  auto record = std::find_if(records->begin(), records->end(), [](const std::string& r) { return r.starts_with("v=DKIM1"); });
+  if (record == records->end()) record = records->begin();
+  if (record == records->end() || record->size() >= buflen) return DKIM_CBSTAT_NOTFOUND;
+  std::memcpy(buf, record->data(), record->size());
+  buf[record->size()] = '\0';
   return DKIM_CBSTAT_CONTINUE;
 }
 
-// RFC 8601 §2.7.1 results from OpenDKIM's per-signature error.
-std::pair<std::string, std::string> result_of(DKIM_SIGINFO* sig) {
-  if (DKIM_SIG_CHECK(sig)) return {"pass", ""};
+// RFC 8601 §2.7.1 results from OpenDKIM's per-signature state.
+std::pair<std::string, std::string> result_of(DKIM_SIGINFO* sig, const std::string& algorithm) {
   int error = dkim_sig_geterror(sig);
-  std::string why = dkim_sig_geterrorstr(error) ? dkim_sig_geterrorstr(error) : "unknown error";
+  // PASSED alone is not enough: a t=s key's subdomain violation keeps it.
+  if (DKIM_SIG_CHECK(sig) && error == DKIM_SIGERROR_OK) {
+    if (algorithm == "rsa-sha1") return {"policy", "rsa-sha1 is not accepted (RFC 8301)"};
+    return {"pass", ""};
+  }
+  if (error == DKIM_SIGERROR_OK && dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH) return {"fail", "body hash mismatch"};
+  std::string why = dkim_sig_geterrorstr(error) ? dkim_sig_geterrorstr(error) : "not evaluated";
   switch (error) {
-    case DKIM_SIGERROR_KEYFAIL: return {"temperror", why};
+    case DKIM_SIGERROR_KEYFAIL:
+    case DKIM_SIGERROR_UNKNOWN: return {"temperror", why};
     case DKIM_SIGERROR_BADSIG: return {"fail", why};
-    case DKIM_SIGERROR_OK:  // the signature matched, the body hash did not
-      return {"fail", "body hash mismatch"};
+    case DKIM_SIGERROR_KEYTOOSMALL: return {"policy", why};
     default: return {"permerror", why};
   }
 }
 
 }  // namespace
 
+bool has_signature(std::string_view message) {
+  if (message.starts_with("\r\n")) return false;  // no header section
+  size_t end = message.find("\r\n\r\n");
+  std::string head(message.substr(0, end == std::string_view::npos ? message.size() : end));
+  for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return head.starts_with("dkim-signature:") || head.find("\ndkim-signature:") != std::string::npos;
+}
+
 Verifier::Verifier() : lib_(dkim_init(nullptr, nullptr)) {
-  if (lib_) dkim_set_key_lookup(lib_, &key_lookup);
+  if (!lib_) return;
+  dkim_set_key_lookup(lib_, &key_lookup);
+  // BADSIGHANDLES: a signature header it cannot parse is listed (as an
+  // error), not dropped; STRICTHDRS: two From fields are not accepted
+  // (RFC 6376 §8.15); DELAYSIGPROC: keys are asked for once, at the end.
+  unsigned int flags = DKIM_LIBFLAGS_BADSIGHANDLES | DKIM_LIBFLAGS_STRICTHDRS | DKIM_LIBFLAGS_DELAYSIGPROC;
+  dkim_options(lib_, DKIM_OP_SETOPT, DKIM_OPTS_FLAGS, &flags, sizeof flags);
 }
 
 Verifier::~Verifier() {
@@ -71,7 +108,7 @@ Verifier::~Verifier() {
 
 std::vector<Signature> Verifier::verify(std::string_view message, const KeyLookup& lookup) const {
   std::vector<Signature> out;
-  if (!lib_) return out;
+  if (!lib_ || !has_signature(message)) return out;  // unsigned: nothing to say
   DKIM_STAT status = DKIM_STAT_OK;
   std::unique_ptr<DKIM, decltype(&dkim_free)> dkim(
       dkim_verify(lib_, reinterpret_cast<const u_char*>("postern"), nullptr, &status), &dkim_free);
@@ -79,9 +116,12 @@ std::vector<Signature> Verifier::verify(std::string_view message, const KeyLooku
   Context context{&lookup, {}};
   dkim_set_user_context(dkim.get(), &context);
   // Header fields one by one, each with its folding but without its final
-  // CRLF; then the body as it is.
-  size_t pos = 0, end = message.find("\r\n\r\n");
-  size_t header_end = end == std::string_view::npos ? message.size() : end + 2;
+  // CRLF; then the body as it is. A message starting with CRLF has no
+  // header section at all (its body may hold a header block: not ours).
+  bool no_headers = message.starts_with("\r\n");
+  size_t pos = 0, end = no_headers ? 0 : message.find("\r\n\r\n");
+  size_t header_end = no_headers ? 0 : end == std::string_view::npos ? message.size() : end + 2;
+  size_t body_start = no_headers ? 2 : end == std::string_view::npos ? message.size() : end + 4;
   while (pos < header_end) {
     size_t next = pos;
     do {
@@ -95,10 +135,14 @@ std::vector<Signature> Verifier::verify(std::string_view message, const KeyLooku
   }
   status = dkim_eoh(dkim.get());
   if (status == DKIM_STAT_NOSIG) return out;  // unsigned: nothing to say
-  if (end != std::string_view::npos) {
-    std::string body(message.substr(end + 4));
-    dkim_body(dkim.get(), reinterpret_cast<u_char*>(body.data()), body.size());
+  if (status != DKIM_STAT_OK) {  // signed, but no usable From, say: the signatures cannot hold
+    out.push_back(Signature{"permerror", "", "", "", dkim_geterror(dkim.get()) ? dkim_geterror(dkim.get()) : "bad header"});
+    return out;
   }
+  // dkim_body does not change its input; OpenDKIM's API is not const.
+  std::string_view body = message.substr(std::min(body_start, message.size()));
+  if (!body.empty())
+    dkim_body(dkim.get(), reinterpret_cast<u_char*>(const_cast<char*>(body.data())), body.size());
   dkim_eom(dkim.get(), nullptr);
   DKIM_SIGINFO** sigs = nullptr;
   int count = 0;
@@ -107,18 +151,22 @@ std::vector<Signature> Verifier::verify(std::string_view message, const KeyLooku
     DKIM_SIGINFO* sig = sigs[i];
     if (dkim_sig_getflags(sig) & DKIM_SIGFLAG_IGNORE) continue;
     Signature s;
-    auto [result, why] = result_of(sig);
+    // a= as written (OpenDKIM's own field reads rsa-sha1 when a= was never parsed).
+    if (auto* a = dkim_sig_gettagvalue(sig, false, reinterpret_cast<u_char*>(const_cast<char*>("a")))) {
+      std::string alg = reinterpret_cast<const char*>(a);
+      if (alg == "rsa-sha256" || alg == "ed25519-sha256" || alg == "rsa-sha1") s.algorithm = alg;
+    }
+    auto [result, why] = result_of(sig, s.algorithm);
     s.result = result;
     s.reason = why;
     if (auto* d = dkim_sig_getdomain(sig)) s.domain = reinterpret_cast<const char*>(d);
     if (auto* sel = dkim_sig_getselector(sig)) s.selector = reinterpret_cast<const char*>(sel);
+    if (!token(s.domain)) s.domain.clear();  // only names reach the header
+    if (!token(s.selector)) s.selector.clear();
     if (s.result != "pass" && context.unreachable.count(s.selector + "._domainkey." + s.domain)) {
       s.result = "temperror";  // RFC 6376 §6.1.2: the key could not be retrieved for now
       s.reason = "key lookup failed";
     }
-    dkim_alg_t alg = 0;
-    if (dkim_sig_getsignalg(sig, &alg) == DKIM_STAT_OK)
-      s.algorithm = alg == DKIM_SIGN_ED25519SHA256 ? "ed25519-sha256" : alg == DKIM_SIGN_RSASHA256 ? "rsa-sha256" : "rsa-sha1";
     out.push_back(std::move(s));
   }
   return out;

@@ -23,6 +23,9 @@ struct Signature {
   std::string reason;     // why not pass, for the log and the header comment
 };
 
+// Whether the header section has a DKIM-Signature field (a cheap look).
+bool has_signature(std::string_view message);
+
 class Verifier {
  public:
   Verifier();

@@ -12,6 +12,8 @@
 
 #include <array>
 #include <atomic>
+#include <cctype>
+#include <functional>
 
 namespace postern::dkim {
 namespace {
@@ -25,8 +27,12 @@ class Plugin : public sdk::Plugin {
   static constexpr std::array<std::string_view, 1> services{"dkim"};
 
   bool configure(Config cfg) override {
-    cfg.allow_keys({"lookup_timeout", "max_parallel"});
+    cfg.allow_keys({"lookup_timeout", "check_timeout", "max_parallel"});
     timeout_ = cfg.duration("lookup_timeout", std::chrono::seconds(5));
+    // All lookups of one message together: well inside the pipeline's stage_timeout.
+    check_timeout_ = cfg.duration("check_timeout", std::chrono::seconds(15));
+    if (timeout_ < std::chrono::milliseconds(100)) cfg["lookup_timeout"].error("at least 100ms");
+    if (check_timeout_ < timeout_) cfg["check_timeout"].error("at least lookup_timeout");
     // Verifications wait on worker threads the store needs too: at most this many.
     max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 1, 1, 64));
     return cfg.error_count() == 0;
@@ -40,36 +46,26 @@ class Plugin : public sdk::Plugin {
   void on_stage(std::string_view, pst_stage, FilterTxn txn, VerdictPtr verdict) override {
     auto message = txn.get("message");
     if (!message) return verdict->cont();
-    if (running_.fetch_add(1) >= max_parallel_) {
-      --running_;
-      txn.add_result("dkim=temperror reason=\"busy\"");
+    if (!has_signature(*message)) {  // most mail: no worker needed to say so
+      txn.add_result("dkim=none");
       return verdict->cont();
     }
-    bool queued = host().submit(
-        nullptr,
-        [this, txn, verdict, message = std::move(*message)] {
-          auto signatures = verifier_.verify(message, lookup());
-          --running_;
-          record(txn, signatures);
-          verdict->cont();
+    run(
+        [this, txn, verdict, message = std::move(*message)]() -> std::function<void()> {
+          record(txn, verifier_.verify(message, lookup()));
+          return [verdict] { verdict->cont(); };
         },
-        [this, verdict](bool ran) {
-          if (ran) return;
-          --running_;
+        [txn, verdict] {
+          txn.add_result("dkim=temperror reason=\"busy\"");
           verdict->cont();
         });
-    if (!queued) {
-      --running_;
-      verdict->cont();
-    }
   }
 
   void handle_call(std::string_view, std::string_view method, std::string_view request, ReplyPtr reply) override {
     auto r = Record::parse(request);
     if (method != "verify" || !r || !r->get("message")) return reply->error(PST_ERR_UNSUPPORTED, "dkim: verify (message)");
-    bool queued = host().submit(
-        nullptr,
-        [this, message = std::string(*r->get("message")), reply] {
+    run(
+        [this, message = std::string(*r->get("message")), reply]() -> std::function<void()> {
           Record out;
           for (const auto& s : verifier_.verify(message, lookup()))
             out.add("signature", Record()
@@ -78,32 +74,66 @@ class Plugin : public sdk::Plugin {
                                      .add("selector", s.selector)
                                      .add("algorithm", s.algorithm)
                                      .add("reason", s.reason));
-          reply->ok(out.encode());
+          return [reply, answer = out.encode()] { reply->ok(answer); };
         },
-        [reply](bool ran) {
-          if (!ran) reply->error(PST_ERR_RETRYABLE, "the dkim plugin is shutting down");
-        });
-    if (!queued) reply->error(PST_ERR_RETRYABLE, "the dkim plugin is busy");
+        [reply] { reply->error(PST_ERR_RETRYABLE, "the dkim plugin is busy"); });
   }
 
  private:
+  // work on a worker, at most max_parallel at once (each may wait on DNS
+  // there, and the store shares the pool); busy() when that many run. What
+  // work returns answers the caller, once its slot is free again (so the
+  // caller's next request finds it free).
+  void run(std::function<std::function<void()>()> work, std::function<void()> busy) {
+    if (running_.fetch_add(1) >= max_parallel_) {
+      --running_;
+      return busy();
+    }
+    bool queued = host().submit(
+        nullptr,
+        [this, work, busy] {
+          std::function<void()> answer = busy;
+          try {
+            answer = work();
+          } catch (...) {  // never leave the slot taken
+          }
+          --running_;
+          answer();
+        },
+        [this, busy](bool ran) {
+          if (ran) return;
+          --running_;
+          busy();
+        });
+    if (!queued) {
+      --running_;
+      busy();
+    }
+  }
+
   KeyLookup lookup() {
-    return [dns = DnsClient(host(), nullptr), timeout = timeout_](const std::string& name)
+    auto deadline = std::chrono::steady_clock::now() + check_timeout_;
+    return [dns = DnsClient(host(), nullptr), timeout = timeout_, deadline](const std::string& name)
                -> std::optional<std::vector<std::string>> {
-      auto a = dns.query_and_wait(name, "TXT", timeout);
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto a = dns.query_and_wait(name, "TXT", std::min(timeout, left));
       if (!a) return std::nullopt;
       return a->rcode == "NOERROR" ? a->records : std::vector<std::string>{};
     };
   }
 
-  // One Authentication-Results entry per signature (RFC 8601 §2.7.1), or
-  // dkim=none for an unsigned message.
+  // One Authentication-Results entry per signature (RFC 8601 §2.7.1), at
+  // most kMaxResults (other filters need room too), or dkim=none.
+  static constexpr size_t kMaxResults = 8;
   void record(const FilterTxn& txn, const std::vector<Signature>& signatures) {
     if (signatures.empty()) txn.add_result("dkim=none");
-    for (const auto& s : signatures) {
+    for (size_t i = 0; i < signatures.size() && i < kMaxResults; ++i) {
+      const Signature& s = signatures[i];
       std::string entry = "dkim=" + s.result;
       if (!s.reason.empty()) entry += " reason=\"" + s.reason + "\"";
-      entry += " header.d=" + s.domain + " header.s=" + s.selector + " header.a=" + s.algorithm;
+      if (!s.domain.empty()) entry += " header.d=" + s.domain;
+      if (!s.selector.empty()) entry += " header.s=" + s.selector;
+      if (!s.algorithm.empty()) entry += " header.a=" + s.algorithm;
       txn.add_result(entry);
       host().info("dkim.verified", {{"result", s.result}, {"domain", s.domain}, {"selector", s.selector},
                                     {"algorithm", s.algorithm}});
@@ -111,7 +141,7 @@ class Plugin : public sdk::Plugin {
   }
 
   Verifier verifier_;
-  std::chrono::milliseconds timeout_{5000};
+  std::chrono::milliseconds timeout_{5000}, check_timeout_{15000};
   int max_parallel_ = 1;
   std::atomic<int> running_{0};
 };

@@ -55,9 +55,18 @@ class Dkim(unittest.TestCase):
         tampered = self.signed.replace(b"Hi.", b"Hi!")
         self.assertEqual({r["result"] for r in self.verify(tampered)}, {"fail"})
         self.assertEqual(self.verify(b"From: a@b.example\r\nSubject: plain\r\n\r\nunsigned\r\n"), [])
+        # A second From (RFC 6376 §8.15) and a header section that is empty
+        # (the signed block below it is body) never pass.
+        two_from = self.signed.replace(b"From: Joe", b"From: Mallory <m@evil.example>\r\nFrom: Joe", 1)
+        self.assertNotIn("pass", {r["result"] for r in self.verify(two_from)})
+        self.assertNotIn("pass", {r["result"] for r in self.verify(b"\r\n" + self.signed)})
+        # A d= that is no name never reaches the header as one.
+        odd = self.verify(self.signed.replace(b"d=football.example.com", b"d=football.example.com(", 1))
+        self.assertNotIn("(", "".join(r["domain"] for r in odd))
         self.nsd.stop()
         unknown_key = self.signed.replace(b"s=brisbane", b"s=elsewhere")
-        self.assertEqual(self.verify(unknown_key)[0]["result"], "temperror")  # the key could not be looked up
+        results = self.verify(unknown_key)
+        self.assertEqual([r["result"] for r in results], ["temperror", "pass"])  # the other key was cached
 
     def test_the_smtp_pipeline_records_the_results(self):
         self.daemon.admin("domain", "add", "shopping.example.net")

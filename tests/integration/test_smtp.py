@@ -231,6 +231,7 @@ class Smtp(Base):
         with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
             s.ehlo("client.example")
             s.sendmail("s@remote.example", ["alice@example.test"], message("fills it", body="x" * 300 + "\r\n"))
+        self.drain()  # delivered from the queue: only then does it count
         self.admin("quota", "set", "alice@example.test", "300")  # now over it
         with smtplib.SMTP("127.0.0.1", self.port["mx"]) as s:
             s.ehlo("client.example")

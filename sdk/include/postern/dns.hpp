@@ -43,6 +43,7 @@ class DnsClient {
   // A name the resolver refuses as no host name counts as "no such name".
   std::optional<DnsAnswer> query_and_wait(std::string_view name, std::string_view type,
                                           std::chrono::milliseconds timeout) const {
+    if (timeout.count() <= 0) return std::nullopt;  // no time left: do not even ask
     auto answer = std::make_shared<std::promise<std::optional<DnsAnswer>>>();
     auto future = answer->get_future();
     DnsClient(host_, nullptr).query(name, type, [answer](Result<DnsAnswer> r) {
@@ -50,7 +51,7 @@ class DnsClient {
       else if (r.error().status == PST_ERR_INVALID) answer->set_value(DnsAnswer{"NXDOMAIN", false, 0, {}});
       else answer->set_value(std::nullopt);
     });
-    if (timeout.count() <= 0 || future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+    if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
     return future.get();
   }
 
