@@ -7,6 +7,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <utility>
+
 namespace postern::core {
 namespace asio = boost::asio;
 
@@ -105,8 +107,15 @@ pst_status Transaction::get(std::string_view field, size_t index, pst_str* out) 
 }
 
 bool Transaction::allowed(const Ask& ask, uint32_t action) const {
-  return running_ && ask.attempt == attempt_ && current_ == ask.filter &&
-         (filters_[ask.filter].table->actions & action);
+  if (!running_ || ask.attempt != attempt_ || current_ != ask.filter) return false;
+  if (filters_[ask.filter].table->actions & action) return true;
+  // The filter's own stage asked for an action its table did not declare:
+  // a plugin bug its author would otherwise find only by the missing header.
+  // Once per transaction, so a filter calling in a loop cannot flood the log.
+  if (std::exchange(undeclared_logged_, true)) return false;
+  log_warning("pipeline.undeclared_action",
+              {{"filter", filters_[ask.filter].name}, {"action", action == PST_FILTER_SET_SCORE ? "set_score" : "add_header"}});
+  return false;
 }
 
 pst_status Transaction::add_header(const Ask& ask, std::string_view name, std::string_view value) {

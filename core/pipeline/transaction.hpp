@@ -97,6 +97,7 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   PipelineSettings settings_;
 
   mutable std::mutex mutex_;
+  mutable bool undeclared_logged_ = false;  // guarded by mutex_
   // Values stay allocated until the transaction dies: a filter may still be
   // copying one that a later set() replaced.
   std::multimap<std::string, std::shared_ptr<const std::string>> fields_;

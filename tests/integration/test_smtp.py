@@ -514,7 +514,8 @@ class Pipeline(Base):
         self.assertTrue(stored.startswith(b"Return-Path: <s@remote.example>\r\nX-Gate: checked\r\n"
                                           b"Authentication-Results: mx.example.test;\r\n\tgate=pass\r\n"
                                           b"Received: "), stored[:200])
-        self.assertNotIn(b"X-Sneaky", stored)  # an undeclared mutation is refused
+        self.assertNotIn(b"X-Sneaky", stored)  # an undeclared mutation is refused, and said so in the log
+        self.daemon.wait_for("pipeline.undeclared_action", filter="sneaky", action="add_header")
         junk = self.probe.ok("store", "message.list", [("account", self.alice), ("mailbox", "Junk")])
         self.assertEqual(len(junk.get("message", [])), 1)
         line = self.daemon.wait_for("pipeline.transaction", score="5")
