@@ -49,6 +49,10 @@ void usage() {
                "  app-password add USER --name NAME [--protocols imap,smtp] [--from CIDR] [--expires 90d]\n"
                "                                a password for one mail program (printed once)\n"
                "  app-password list USER | remove USER NAME\n"
+               "  dkim keygen DOMAIN [--selector S] [--algorithm rsa|ed25519]\n"
+               "                                a new signing key; prints the TXT record to publish\n"
+               "  dkim list [DOMAIN] | remove DOMAIN SELECTOR\n"
+               "  dns records DOMAIN [--mx HOST] the MX, SPF, DKIM and DMARC records to publish\n"
                "  queue list                    queued messages, their recipients and states\n"
                "  queue show ID                 one queued message: envelope, states and headers\n"
                "  queue retry [ID]              make one (or every) queued message due now\n"
@@ -152,7 +156,8 @@ struct Request {
   std::string error;
 };
 
-Request admin_request(const std::vector<std::string>& w) {
+// mail_host: the MX target `dns records` prints unless --mx names one.
+Request admin_request(const std::vector<std::string>& w, const std::string& mail_host) {
   auto field = [](const std::string& k, const std::string& v) -> std::optional<std::string> {
     if (v.find_first_of("\t\r\n") != std::string::npos) return std::nullopt;
     return "\t" + k + "=" + v;
@@ -200,6 +205,24 @@ Request admin_request(const std::vector<std::string>& w) {
   if (group == "2fa" && (verb == "enable" || verb == "disable" || verb == "status") && n == 3)
     return build("tfa." + verb, {{"address", w[2]}});
   if (group == "2fa" && verb == "confirm" && n == 4) return build("tfa.confirm", {{"address", w[2]}, {"code", w[3]}});
+  if (group == "dkim" && verb == "keygen" && n >= 3) {
+    std::vector<std::pair<std::string, std::string>> kv{{"domain", w[2]}};
+    if ((n - 3) % 2 != 0) return {"", "each option takes a value"};
+    for (size_t i = 3; i + 1 < n; i += 2) {
+      if (w[i] == "--selector") kv.emplace_back("selector", w[i + 1]);
+      else if (w[i] == "--algorithm") kv.emplace_back("algorithm", w[i + 1]);
+      else return {"", "unknown option " + w[i]};
+    }
+    return build("dkim.keygen", kv);
+  }
+  if (group == "dkim" && verb == "list" && (n == 2 || n == 3))
+    return n == 3 ? build("dkim.list", {{"domain", w[2]}}) : build("dkim.list", {});
+  if (group == "dkim" && verb == "remove" && n == 4)
+    return build("dkim.remove", {{"domain", w[2]}, {"selector", w[3]}});
+  if (group == "dns" && verb == "records" && (n == 3 || n == 5)) {
+    if (n == 5 && w[3] != "--mx") return {"", "unknown option " + w[3]};
+    return build("dns.records", {{"domain", w[2]}, {"mx", n == 5 ? w[4] : mail_host}});
+  }
   if (group == "app-password" && verb == "list" && n == 3) return build("app.list", {{"address", w[2]}});
   if (group == "app-password" && verb == "remove" && n == 4)
     return build("app.remove", {{"address", w[2]}, {"name", w[3]}});
@@ -315,7 +338,10 @@ int main(int argc, char** argv) {
   if (words.size() == 1 && (words[0] == "status" || words[0] == "reload")) {
     command = words[0];
   } else if (!words.empty()) {
-    Request r = admin_request(words);
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    // The SMTP server's name is the MX target, as the daemon would say it.
+    Request r = admin_request(words, postern::core::plugin_string_of(config, "smtp", "hostname").value_or(host));
     if (r.error == "usage") {
       usage();
       return 2;

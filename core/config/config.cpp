@@ -238,6 +238,15 @@ ConfigResult load_config(const std::string& path) {
   return parse_config(text.str(), path);
 }
 
+
+std::optional<std::string> plugin_string_of(const std::string& path, std::string_view plugin, std::string_view key) {
+  try {
+    toml::table doc = toml::parse_file(path);
+    return doc["plugins"][plugin][key].value<std::string>();
+  } catch (const toml::parse_error&) {
+    return std::nullopt;
+  }
+}
 }  // namespace postern::core
 
 namespace postern::core {

@@ -153,4 +153,8 @@ namespace postern::core {
 // rest (so that `postern reload` can report a broken file through the
 // daemon). Empty with error set when the file or [server] is unreadable.
 std::string control_socket_of(const std::string& path, std::string& error);
+// A string setting of a plugin's table ([plugins.NAME] KEY) for the
+// `postern` command; nullopt when absent or the file does not parse (the
+// daemon reports that).
+std::optional<std::string> plugin_string_of(const std::string& path, std::string_view plugin, std::string_view key);
 }  // namespace postern::core

@@ -1,5 +1,7 @@
 #include "dkim_verify.hpp"
 
+#include "message_parts.hpp"
+
 #include <sys/types.h>
 // OpenDKIM's header uses C's _Bool.
 #define _Bool bool
@@ -64,11 +66,20 @@ DKIM_CBSTAT key_lookup(DKIM* dkim, DKIM_SIGINFO* sig, u_char* buf, size_t buflen
 }
 
 // RFC 8601 §2.7.1 results from OpenDKIM's per-signature state.
-std::pair<std::string, std::string> result_of(DKIM_SIGINFO* sig, const std::string& algorithm) {
+std::pair<std::string, std::string> result_of(DKIM* dkim, DKIM_SIGINFO* sig, const std::string& algorithm) {
   int error = dkim_sig_geterror(sig);
+  // RFC 6376 §3.6.1: a testing key's signatures count for nothing either way.
+  if (dkim_sig_getflags(sig) & DKIM_SIGFLAG_TESTKEY) return {"neutral", "testing key (t=y): treated as unsigned"};
   // PASSED alone is not enough: a t=s key's subdomain violation keeps it.
   if (DKIM_SIG_CHECK(sig) && error == DKIM_SIGERROR_OK) {
     if (algorithm == "rsa-sha1") return {"policy", "rsa-sha1 is not accepted (RFC 8301)"};
+    // l= shorter than the body: what follows was not signed and could be
+    // anything (RFC 6376 §8.2), so the signature vouches for less than the
+    // reader sees.
+    ssize_t body = 0, canonical = 0, signed_length = -1;
+    if (dkim_sig_getcanonlen(dkim, sig, &body, &canonical, &signed_length) == DKIM_STAT_OK && signed_length >= 0 &&
+        canonical < body)
+      return {"policy", "the body length limit (l=) leaves text unsigned"};
     return {"pass", ""};
   }
   if (error == DKIM_SIGERROR_OK && dkim_sig_getbh(sig) == DKIM_SIGBH_MISMATCH) return {"fail", "body hash mismatch"};
@@ -80,6 +91,24 @@ std::pair<std::string, std::string> result_of(DKIM_SIGINFO* sig, const std::stri
     case DKIM_SIGERROR_KEYTOOSMALL: return {"policy", why};
     default: return {"permerror", why};
   }
+}
+
+// Header fields, then dkim_eoh; its status.
+DKIM_STAT feed_header(DKIM* dkim, MessageParts& parts) {
+  // A field OpenDKIM cannot parse is left out, not fatal: the signed
+  // fields decide (and a From it could not read fails dkim_eoh).
+  for (std::string& field : parts.fields) dkim_header(dkim, reinterpret_cast<u_char*>(field.data()), field.size());
+  return dkim_eoh(dkim);
+}
+
+// The body (if any), then dkim_eom; its status.
+DKIM_STAT feed_body(DKIM* dkim, const MessageParts& parts) {
+  // dkim_body does not change its input; OpenDKIM's API is not const.
+  if (!parts.body.empty()) {
+    DKIM_STAT s = dkim_body(dkim, reinterpret_cast<u_char*>(const_cast<char*>(parts.body.data())), parts.body.size());
+    if (s != DKIM_STAT_OK) return s;
+  }
+  return dkim_eom(dkim, nullptr);
 }
 
 }  // namespace
@@ -115,35 +144,14 @@ std::vector<Signature> Verifier::verify(std::string_view message, const KeyLooku
   if (!dkim || status != DKIM_STAT_OK) return out;
   Context context{&lookup, {}};
   dkim_set_user_context(dkim.get(), &context);
-  // Header fields one by one, each with its folding but without its final
-  // CRLF; then the body as it is. A message starting with CRLF has no
-  // header section at all (its body may hold a header block: not ours).
-  bool no_headers = message.starts_with("\r\n");
-  size_t pos = 0, end = no_headers ? 0 : message.find("\r\n\r\n");
-  size_t header_end = no_headers ? 0 : end == std::string_view::npos ? message.size() : end + 2;
-  size_t body_start = no_headers ? 2 : end == std::string_view::npos ? message.size() : end + 4;
-  while (pos < header_end) {
-    size_t next = pos;
-    do {
-      size_t nl = message.find("\r\n", next);
-      next = nl == std::string_view::npos || nl >= header_end ? header_end : nl + 2;
-    } while (next < header_end && (message[next] == ' ' || message[next] == '\t'));
-    std::string field(message.substr(pos, next - pos));
-    if (field.size() >= 2 && field.ends_with("\r\n")) field.resize(field.size() - 2);
-    if (!field.empty()) dkim_header(dkim.get(), reinterpret_cast<u_char*>(field.data()), field.size());
-    pos = next;
-  }
-  status = dkim_eoh(dkim.get());
+  MessageParts parts = split_message(message);
+  status = feed_header(dkim.get(), parts);
   if (status == DKIM_STAT_NOSIG) return out;  // unsigned: nothing to say
   if (status != DKIM_STAT_OK) {  // signed, but no usable From, say: the signatures cannot hold
     out.push_back(Signature{"permerror", "", "", "", dkim_geterror(dkim.get()) ? dkim_geterror(dkim.get()) : "bad header"});
     return out;
   }
-  // dkim_body does not change its input; OpenDKIM's API is not const.
-  std::string_view body = message.substr(std::min(body_start, message.size()));
-  if (!body.empty())
-    dkim_body(dkim.get(), reinterpret_cast<u_char*>(const_cast<char*>(body.data())), body.size());
-  dkim_eom(dkim.get(), nullptr);
+  feed_body(dkim.get(), parts);
   DKIM_SIGINFO** sigs = nullptr;
   int count = 0;
   if (dkim_getsiglist(dkim.get(), &sigs, &count) != DKIM_STAT_OK) return out;
@@ -156,7 +164,7 @@ std::vector<Signature> Verifier::verify(std::string_view message, const KeyLooku
       std::string alg = reinterpret_cast<const char*>(a);
       if (alg == "rsa-sha256" || alg == "ed25519-sha256" || alg == "rsa-sha1") s.algorithm = alg;
     }
-    auto [result, why] = result_of(sig, s.algorithm);
+    auto [result, why] = result_of(dkim.get(), sig, s.algorithm);
     s.result = result;
     s.reason = why;
     if (auto* d = dkim_sig_getdomain(sig)) s.domain = reinterpret_cast<const char*>(d);

@@ -1,18 +1,24 @@
 // dkim: the pipeline filter "dkim" verifies every DKIM signature of
 // inbound mail at data_end and records each in Authentication-Results
 // (RFC 8601); what to do with the results is DMARC's and the score's. The
-// service "dkim" (method "verify": message -> signature*) serves tools and
-// tests. Key records come from the core's resolver; OpenDKIM is
-// synchronous, so each verification runs on a worker thread.
+// filter "dkim_sign" signs mail from authenticated sessions with the keys
+// the store keeps for its From domain. The service "dkim" (method
+// "verify": message -> signature*) serves tools and tests. Key records
+// come from the core's resolver; OpenDKIM is synchronous, so each
+// verification and signature runs on a worker thread.
+#include "dkim_sign.hpp"
 #include "dkim_verify.hpp"
 
 #include <postern/dns.hpp>
+#include <postern/mime.hpp>
 #include <postern/record.hpp>
 #include <postern/sdk.hpp>
+#include <postern/store.hpp>
 
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <ctime>
 #include <functional>
 
 namespace postern::dkim {
@@ -22,8 +28,9 @@ using namespace postern::sdk;
 
 class Plugin : public sdk::Plugin {
  public:
-  static constexpr std::array<FilterSpec, 1> filters{
-      FilterSpec{"dkim", PST_STAGE_BIT(PST_STAGE_DATA_END), PST_FILTER_ADD_HEADER}};  // results go in a header
+  static constexpr std::array<FilterSpec, 2> filters{
+      FilterSpec{"dkim", PST_STAGE_BIT(PST_STAGE_DATA_END), PST_FILTER_ADD_HEADER},  // results go in a header
+      FilterSpec{"dkim_sign", PST_STAGE_BIT(PST_STAGE_DATA_END), PST_FILTER_ADD_HEADER}};
   static constexpr std::array<std::string_view, 1> services{"dkim"};
 
   bool configure(Config cfg) override {
@@ -43,7 +50,8 @@ class Plugin : public sdk::Plugin {
     return true;
   }
 
-  void on_stage(std::string_view, pst_stage, FilterTxn txn, VerdictPtr verdict) override {
+  void on_stage(std::string_view filter, pst_stage, FilterTxn txn, VerdictPtr verdict) override {
+    if (filter == "dkim_sign") return sign(std::move(txn), std::move(verdict));
     auto message = txn.get("message");
     if (!message) return verdict->cont();
     if (!has_signature(*message)) {  // most mail: no worker needed to say so
@@ -80,6 +88,55 @@ class Plugin : public sdk::Plugin {
   }
 
  private:
+  // Mail from an authenticated session whose From domain is its envelope
+  // sender's (which submission has checked belongs to the account): signed
+  // with every key the store has for that domain. A domain without keys
+  // is not signed; keys that cannot be had now, or a signature that fails,
+  // tempfail the message rather than send it unsigned.
+  void sign(FilterTxn txn, VerdictPtr verdict) {
+    auto user = txn.get("auth_user");
+    auto message = txn.get("message");
+    if (!user || !message) return verdict->cont();
+    auto domain = sdk::mime::author_domain(*message);
+    std::string sender = txn.get("mail_from").value_or("");
+    std::string sender_domain = sender.substr(sender.rfind('@') + 1);
+    for (char& c : sender_domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!domain || sender.find('@') == std::string::npos || *domain != sender_domain) {
+      host().info("dkim.unsigned", {{"user", *user}, {"reason", "the From domain is not the sender's"}});
+      return verdict->cont();
+    }
+    StoreClient(host(), nullptr)
+        .dkim_signing_keys(*domain, [this, txn, verdict, message = std::move(*message), domain = *domain,
+                                     user = *user](Result<std::vector<DkimKey>> keys) mutable {
+          if (!keys) {
+            host().warning("dkim.sign_failed", {{"domain", domain}, {"reason", keys.error().message}});
+            return verdict->tempfail(451, "4.3.0", "signing is not available now; try again later", "dkim");
+          }
+          if (keys->empty()) return verdict->cont();
+          bool queued = host().submit(
+              nullptr,
+              [this, txn, verdict, message = std::move(message), domain, user, keys = std::move(*keys)] {
+                for (const DkimKey& k : keys) {
+                  std::string error;
+                  auto value = dkim::sign(message, {domain, k.selector, k.algorithm, k.private_pem},
+                                          static_cast<long long>(std::time(nullptr)), error);
+                  if (!value || !txn.add_header("DKIM-Signature", *value)) {
+                    host().error("dkim.sign_failed", {{"domain", domain}, {"selector", k.selector},
+                                                      {"reason", value ? "the signature does not fit a header" : error}});
+                    return verdict->tempfail(451, "4.3.0", "the message could not be signed; try again later", "dkim");
+                  }
+                  host().info("dkim.signed", {{"user", user}, {"domain", domain}, {"selector", k.selector},
+                                              {"algorithm", k.algorithm}});
+                }
+                verdict->cont();
+              },
+              [verdict](bool ran) {
+                if (!ran) verdict->tempfail(451, "4.3.0", "the server is shutting down", "dkim");
+              });
+          if (!queued) verdict->tempfail(451, "4.3.0", "the server is busy; try again later", "dkim");
+        });
+  }
+
   // work on a worker, at most max_parallel at once (each may wait on DNS
   // there, and the store shares the pool); busy() when that many run. What
   // work returns answers the caller, once its slot is free again (so the

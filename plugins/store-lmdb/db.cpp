@@ -14,7 +14,7 @@ namespace {
 
 constexpr std::string_view kNames[] = {"meta",          "domains",  "accounts", "account_index", "aliases",
                                        "account_keys",  "mailboxes", "mailbox_names", "messages", "blobs",
-                                       "blob_refs",     "counters", "spool",    "spool_data",    "spool_due", "deliveries"};
+                                       "blob_refs",     "counters", "spool",    "spool_data",    "spool_due", "deliveries", "dkim_keys"};
 static_assert(std::size(kNames) == kTableCount);
 
 void check(int rc, const char* what) {
@@ -29,6 +29,12 @@ MDB_val val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.d
 std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
 
 }  // namespace
+
+std::string need(const sdk::Record& r, std::string_view key) {
+  auto v = r.get(key);
+  if (!v || v->empty()) throw StoreError(PST_ERR_INVALID, "missing " + std::string(key));
+  return std::string(*v);
+}
 
 std::string_view table_name(Table t) { return kNames[static_cast<unsigned>(t)]; }
 

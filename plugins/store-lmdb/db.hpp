@@ -5,6 +5,8 @@
 
 #include <lmdb.h>
 
+#include <postern/record.hpp>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -23,6 +25,10 @@ struct StoreError : std::runtime_error {
   std::string detail;  // for the log only (a refused second factor): never sent to the client
 };
 
+// A request's field that must be present and non-empty, else StoreError
+// (invalid, "missing KEY").
+std::string need(const sdk::Record& r, std::string_view key);
+
 enum class Table : unsigned {
   meta,           // format version, wrapped store keys, id sequences
   domains,        // H(domain) -> {name}
@@ -40,6 +46,7 @@ enum class Table : unsigned {
   spool_data,     // queue id -> message bytes
   spool_due,      // due time (ms) | queue id -> "" (the schedule)
   deliveries,     // delivery id -> "" (local deliveries done: idempotency)
+  dkim_keys,      // H(domain) H(domain/selector) -> {domain, selector, algorithm, keys}
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

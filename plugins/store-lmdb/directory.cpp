@@ -21,12 +21,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string need(const Record& r, std::string_view key) {
-  auto v = r.get(key);
-  if (!v || v->empty()) throw StoreError(PST_ERR_INVALID, "missing " + std::string(key));
-  return std::string(*v);
-}
-
 std::string now() { return std::to_string(std::time(nullptr)); }
 
 }  // namespace
@@ -140,6 +134,8 @@ Record Store::domain_remove(const Record& r) {
     return !used;
   });
   if (used) throw StoreError(PST_ERR_EXISTS, "domain " + *domain + " still has aliases: remove them first");
+  if (!dkim_keys_of(txn, *domain).empty())
+    throw StoreError(PST_ERR_EXISTS, "domain " + *domain + " still has DKIM keys: remove them first");
   txn.del(Table::domains, key);
   txn.commit();
   return Record().add("domain", *domain);

@@ -18,12 +18,6 @@ namespace {
 constexpr size_t kMaxMailboxName = 255;
 constexpr size_t kMaxFlags = 128;
 
-std::string need(const Record& r, std::string_view key) {
-  auto v = r.get(key);
-  if (!v || v->empty()) throw StoreError(PST_ERR_INVALID, "missing " + std::string(key));
-  return std::string(*v);
-}
-
 // INBOX is case-insensitive (RFC 9051 §5.1); other names are kept as given.
 std::string mailbox_name(std::string_view name) {
   std::string n(name);

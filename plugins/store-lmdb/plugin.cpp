@@ -157,6 +157,7 @@ class Plugin : public sdk::Plugin {
   std::string admin(const std::string& method, const Record& req);
   std::string rotate_keys();
   std::string queue_admin(const std::string& command, const Record& req);
+  std::string dns_records(const Record& req);
   std::unique_ptr<Store> open_store(const Key& master);
 
   std::string directory_, key_file_, deny_list_;
@@ -215,12 +216,22 @@ std::string done_message(const std::string& method, const Record& out) {
     return "quota of " + f("address") + " set to " + (f("limit") == "0" ? "no limit" : f("limit") + " bytes");
   if (method == "tfa.confirm") return "two-factor authentication is on for " + f("address");
   if (method == "tfa.disable") return "two-factor authentication is off for " + f("address");
+  if (method == "dkim.remove")
+    return "removed DKIM key " + f("selector") + " of " + f("domain") + " (mail is no longer signed with it)";
   if (method == "app.remove") return "removed app password \"" + f("name") + "\" of " + f("address");
   if (method == "app.add")
     return "app password \"" + f("name") + "\" for " + f("address") + " (shown only now): " + f("password");
   std::string text;
   for (auto& [k, v] : out.fields()) text += (text.empty() ? "" : " ") + k + "=" + v;
   return text;
+}
+
+// A TXT record as a zone file line. A 2048-bit RSA key is longer than
+// one 255-byte character-string: split in quoted pieces (RFC 1035 §3.3.14).
+std::string zone_line(const Record& key) {
+  std::string value(key.get_or("record", "")), quoted;
+  for (size_t i = 0; i < value.size(); i += 250) quoted += (i ? " \"" : "\"") + value.substr(i, 250) + "\"";
+  return std::string(key.get_or("name", "")) + ". IN TXT ( " + quoted + " )";
 }
 
 // "2026-11-28 10:43:23Z" for a unix time in milliseconds.
@@ -280,11 +291,38 @@ std::string Plugin::queue_admin(const std::string& command, const Record& req) {
   throw StoreError(PST_ERR_UNSUPPORTED, "unknown command queue." + command);
 }
 
+// `postern dns records DOMAIN`: what the domain's zone needs, as zone
+// file lines. SPF and DMARC are starting points the operator tightens.
+std::string Plugin::dns_records(const Record& req) {
+  auto d = normalise_domain(need(req, "domain")), m = normalise_domain(need(req, "mx"));
+  if (!d || !m) throw StoreError(PST_ERR_INVALID, "not a valid domain and mail host name");
+  const std::string &domain = *d, &mx = *m;
+  Record domains = store_->domain_list(Record());
+  auto listed = domains.all("domain");
+  if (std::find(listed.begin(), listed.end(), domain) == listed.end())
+    throw StoreError(PST_ERR_NOT_FOUND, "no such domain: " + domain);
+  std::string text = "; mail for " + domain + " comes to " + mx + "\n";
+  text += domain + ". IN MX 10 " + mx + ".\n";
+  text += "; SPF (RFC 7208): only the MX hosts send for the domain\n";
+  text += domain + ". IN TXT \"v=spf1 mx -all\"\n";
+  Record keys = store_->dkim_list(Record().add("domain", domain));
+  auto listed_keys = keys.all("key");
+  text += listed_keys.empty() ? "; DKIM: no key yet (postern dkim keygen " + domain + ")\n"
+                              : "; DKIM (RFC 6376): one record per selector\n";
+  for (auto raw : listed_keys) text += zone_line(Record::parse(raw).value_or(Record())) + "\n";
+  text += "; DMARC (RFC 7489): start with p=none and read the reports, then quarantine or reject\n";
+  text += "_dmarc." + domain + ". IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@" + domain + "\"\n";
+  return text;
+}
+
 std::string Plugin::admin(const std::string& method, const Record& req) {
   if (method == "keys.rotate") return rotate_keys();
   if (method.starts_with("queue.")) return queue_admin(method.substr(6), req);
+  if (method == "dns.records") return dns_records(req);
   auto handler = Store::find(method);
-  if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver")
+  // Private keys never leave through the control socket.
+  if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver" ||
+      method == "dkim.signing_keys")
     throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);
   Record out;
   try {
@@ -339,6 +377,12 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
            (f("from").empty() ? "anywhere" : f("from")) + "  expires " + (expires ? utc(expires * 1000) : "never") +
            "  last used " + (used ? utc(used * 1000) + " from " + f("last_network") : "never"));
     }
+  } else if (method == "dkim.keygen") {
+    line("DKIM key " + std::string(out.get_or("selector", "")) + " (" + std::string(out.get_or("algorithm", "")) +
+         ") for " + std::string(out.get_or("domain", "")) + "; publish this TXT record, then mail is signed with it:");
+    line(zone_line(out));
+  } else if (method == "dkim.list") {
+    for (auto raw : out.all("key")) line(zone_line(Record::parse(raw).value_or(Record())));
   } else if (method == "store.verify") {
     auto problems = out.all("problem");
     for (auto p : problems) line("problem: " + std::string(p));

@@ -32,11 +32,6 @@ constexpr uint64_t kMaxCodeFailures = 5;  // then codes are refused ...
 constexpr uint64_t kFailureWindow = 300;  // ... until this many seconds passed
 
 uint64_t num(const Record& r, std::string_view k) { return r.number(k).value_or(0); }
-std::string need_field(const Record& r, std::string_view key) {
-  auto v = r.get(key);
-  if (!v || v->empty()) throw StoreError(PST_ERR_INVALID, "missing " + std::string(key));
-  return std::string(*v);
-}
 uint64_t now() { return static_cast<uint64_t>(std::time(nullptr)); }
 
 std::string lower(std::string_view s) {
@@ -174,7 +169,7 @@ void Store::save_account(Txn& txn, const Account& a, const Record& updated) {
 
 Record Store::tfa_enable(const Record& r) {
   Txn txn(*db_, true);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   if (a.record.get_or("tfa", "") == "active")
     throw StoreError(PST_ERR_EXISTS, "two-factor authentication is already on for " + a.address +
                                          ": `postern 2fa disable` it first to enrol a new device");
@@ -195,7 +190,7 @@ Record Store::tfa_enable(const Record& r) {
 
 Record Store::tfa_confirm(const Record& r) {
   Txn txn(*db_, true);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   if (a.record.get_or("tfa", "") != "pending")
     throw StoreError(PST_ERR_INVALID, "nothing to confirm for " + a.address + ": `postern 2fa enable` first");
   auto secret = unhex(a.record.get_or("tfa_secret", ""));
@@ -208,7 +203,7 @@ Record Store::tfa_confirm(const Record& r) {
 
 Record Store::tfa_disable(const Record& r) {
   Txn txn(*db_, true);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   save_account(txn, a, without(a.record, {"tfa", "tfa_secret", "tfa_step", "tfa_failures", "tfa_failed_at", "recovery"}));
   txn.commit();
   return Record().add("address", a.address);
@@ -216,7 +211,7 @@ Record Store::tfa_disable(const Record& r) {
 
 Record Store::tfa_status(const Record& r) {
   Txn txn(*db_, false);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   std::string state(a.record.get_or("tfa", ""));
   return Record()
       .add("address", a.address)
@@ -229,7 +224,7 @@ Record Store::tfa_status(const Record& r) {
 // --- app passwords ---
 
 Record Store::app_add(const Record& r) {
-  std::string name = need_field(r, "name");
+  std::string name = need(r, "name");
   if (name.size() > 64 || std::any_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20; }))
     throw StoreError(PST_ERR_INVALID, "an app password's name is 1..64 printable characters");
   std::string protocols = lower(r.get_or("protocols", ""));
@@ -249,7 +244,7 @@ Record Store::app_add(const Record& r) {
     lifetime = *seconds;
   }
   Txn txn(*db_, true);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   for (auto raw : a.record.all("app"))
     if (Record::parse(raw).value_or(Record()).get_or("name", "") == name)
       throw StoreError(PST_ERR_EXISTS, "an app password named \"" + name + "\" exists: remove it first");
@@ -272,16 +267,16 @@ Record Store::app_add(const Record& r) {
 
 Record Store::app_list(const Record& r) {
   Txn txn(*db_, false);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   Record out;
   for (auto raw : a.record.all("app")) out.add("app", without(Record::parse(raw).value_or(Record()), {"hash"}));
   return out.add("address", a.address);
 }
 
 Record Store::app_remove(const Record& r) {
-  std::string name = need_field(r, "name");
+  std::string name = need(r, "name");
   Txn txn(*db_, true);
-  Account a = require_account(txn, need_field(r, "address"));
+  Account a = require_account(txn, need(r, "address"));
   Record updated;
   bool found = false;
   for (auto& [k, v] : a.record.fields()) {

@@ -36,12 +36,6 @@ uint64_t wall_clock_ms() {
 
 uint64_t num(const Record& r, std::string_view key) { return r.number(key).value_or(0); }
 
-std::string need(const Record& r, std::string_view key) {
-  auto v = r.get(key);
-  if (!v || v->empty()) throw StoreError(PST_ERR_INVALID, "missing " + std::string(key));
-  return std::string(*v);
-}
-
 bool printable(std::string_view s) {
   return std::none_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }

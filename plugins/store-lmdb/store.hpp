@@ -55,6 +55,12 @@ class Store {
   Record app_list(const Record& r);     // address -> app*
   Record app_remove(const Record& r);   // address name
 
+  // --- DKIM signing keys (dkim_keys.cpp) ---
+  Record dkim_keygen(const Record& r);        // domain [selector] [algorithm] -> name record
+  Record dkim_list(const Record& r);          // [domain] -> key* (public parts)
+  Record dkim_remove(const Record& r);        // domain selector
+  Record dkim_signing_keys(const Record& r);  // domain -> key* with the private key (the signer only)
+
   // --- mail ---
   Record mailbox_list(const Record& r);
   Record mailbox_create(const Record& r);
@@ -122,6 +128,8 @@ class Store {
   std::optional<Record> app_login(const Account& a, std::string_view password, std::string_view peer,
                                   std::string_view protocol);
   Record second_factor_login(const Account& a, std::string_view password);
+  std::string dkim_key_id(const std::string& domain, const std::string& selector) const;
+  std::vector<Record> dkim_keys_of(const Txn& txn, const std::string& domain) const;  // "" = every domain
 
   std::unique_ptr<Db> db_;
   std::unique_ptr<Vault> vault_;

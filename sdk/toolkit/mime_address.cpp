@@ -4,6 +4,7 @@
 #include <postern/mime.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -187,6 +188,26 @@ class AddressParser {
 std::vector<Address> parse_addresses(std::string_view value, size_t max) {
   size_t max_tokens = max > SIZE_MAX / kTokensPerAddress ? SIZE_MAX : max * kTokensPerAddress + 1024;
   return AddressParser(lex_addresses(value, max_tokens), max).run();
+}
+
+std::optional<std::string> author_domain(std::string_view message) {
+  if (message.starts_with("\r\n")) return std::nullopt;  // no header section
+  std::string_view block = message.substr(0, message.find("\r\n\r\n"));
+  std::optional<std::string> from;
+  for (const Header& h : parse_headers(block)) {
+    if (h.name.size() != 4 || !std::equal(h.name.begin(), h.name.end(), "from", [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        }))
+      continue;
+    if (from) return std::nullopt;  // two From fields
+    from = h.value;
+  }
+  if (!from) return std::nullopt;
+  auto addresses = parse_addresses(*from, 2);
+  if (addresses.size() != 1 || !addresses[0].host || addresses[0].host->empty()) return std::nullopt;
+  std::string domain = *addresses[0].host;
+  for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return domain;
 }
 
 }  // namespace postern::sdk::mime

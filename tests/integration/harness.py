@@ -333,17 +333,13 @@ def free_port():
             t.close()
 
 
-class Nsd:
-    """nsd, authoritative for one zone, on a free loopback port (UDP and TCP)."""
-
-    def __init__(self, test, origin, zone_text):
-        self.dir = tempfile.mkdtemp(prefix="postern-nsd.")
-        test.addCleanup(shutil.rmtree, self.dir, True)
-        self.port = free_port()
-        with open(os.path.join(self.dir, "zone"), "w") as f:
-            f.write(zone_text)
-        with open(os.path.join(self.dir, "nsd.conf"), "w") as f:
-            f.write("""server:
+def _nsd_config(directory, port, origin, zone_text):
+    """Writes zone and nsd.conf (authoritative for origin on 127.0.0.1:port) in directory."""
+    with open(os.path.join(directory, "zone"), "w") as f:
+        f.write(zone_text)
+    path = os.path.join(directory, "nsd.conf")
+    with open(path, "w") as f:
+        f.write("""server:
   ip-address: 127.0.0.1@{port}
   port: {port}
   username: ""
@@ -361,8 +357,45 @@ remote-control:
 zone:
   name: "{origin}"
   zonefile: "zone"
-""".format(port=self.port, dir=self.dir, origin=origin))
-        self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", os.path.join(self.dir, "nsd.conf")],
+""".format(port=port, dir=directory, origin=origin))
+    return path
+
+
+def run_with_system_dns(test, origin, zone_text, argv, stdin=None, timeout=60):
+    """Runs argv where the system resolver answers from nsd serving zone_text:
+    in private network and mount namespaces (nothing leaves them) with nsd on
+    127.0.0.1:53 and /etc/resolv.conf bound over. For tools that cannot be
+    pointed at a resolver port (opendkim-testmsg). Returns CompletedProcess."""
+    directory = tempfile.mkdtemp(prefix="postern-nsd.")
+    test.addCleanup(shutil.rmtree, directory, True)
+    conf = _nsd_config(directory, 53, origin, zone_text)
+    with open(os.path.join(directory, "resolv.conf"), "w") as f:
+        f.write("nameserver 127.0.0.1\n")
+    script = """set -e
+ip link set lo up
+mount --bind "$1/resolv.conf" /etc/resolv.conf
+/usr/sbin/nsd -d -c "$2" & nsd=$!
+for i in $(seq 100); do getent hosts "ns.$3" >/dev/null && break; sleep 0.05; done
+shift 3
+set +e
+"$@"; rc=$?
+kill $nsd
+exit $rc
+"""
+    return subprocess.run(["unshare", "--map-root-user", "--net", "--mount", "sh", "-c", script, "sh", directory,
+                           conf, origin, *argv], input=stdin, capture_output=True, timeout=timeout)
+
+
+class Nsd:
+    """nsd, authoritative for one zone, on a free loopback port (UDP and TCP)
+    (or the given one)."""
+
+    def __init__(self, test, origin, zone_text, port=None):
+        self.dir = tempfile.mkdtemp(prefix="postern-nsd.")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.port = port or free_port()
+        conf = _nsd_config(self.dir, self.port, origin, zone_text)
+        self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         test.addCleanup(self.stop)
         deadline = time.time() + 10

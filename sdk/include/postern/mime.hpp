@@ -124,4 +124,10 @@ struct Address {
 // Bounded to max addresses; unparsable pieces are skipped.
 std::vector<Address> parse_addresses(std::string_view value, size_t max = 1000);
 
+// The author domain (RFC 7489 §3.1.1, §6.6.1) of a message (CRLF lines):
+// the domain of the one mailbox in its one From field, lower case. nullopt
+// when there is no From, several, several mailboxes, a group or no domain:
+// DKIM signing and DMARC treat such a message as having no author domain.
+std::optional<std::string> author_domain(std::string_view message);
+
 }  // namespace postern::sdk::mime

@@ -45,6 +45,9 @@
 //                    from the source), uidvalidity, highest_modseq: one
 //                    transaction (never both copies, never neither)
 //   quota.get        account | address -> address limit used messages
+//   dkim.signing_keys domain -> key* (each: selector algorithm(rsa|ed25519)
+//                    private (PKCS#8 PEM)): every key mail from the domain
+//                    is signed with; none is not an error
 // "auth" service:
 //   verify           user password [peer protocol] -> account address
 //   scram            user -> account address salt iterations stored_key
@@ -100,6 +103,10 @@ struct ScramCredentials {
   AccountRef account;
   std::string salt, stored_key, server_key;  // raw bytes
   uint32_t iterations = 0;
+};
+
+struct DkimKey {
+  std::string selector, algorithm, private_pem;
 };
 
 class StoreClient {
@@ -163,6 +170,18 @@ class StoreClient {
   Host::Subscription watch(uint64_t account, uint64_t mailbox, std::function<void()> changed) const {
     return Host::Subscription(host_, conn_, "mailbox:" + std::to_string(account) + ":" + std::to_string(mailbox),
                               [changed = std::move(changed)](std::string_view, std::string_view) { changed(); });
+  }
+
+  void dkim_signing_keys(std::string_view domain, Done<std::vector<DkimKey>> done) const {
+    call("store", "dkim.signing_keys", Record().add("domain", domain), std::move(done), [](const Record& r) {
+      std::vector<DkimKey> keys;
+      for (auto raw : r.all("key")) {
+        auto k = Record::parse(raw).value_or(Record());
+        keys.push_back({std::string(k.get_or("selector", "")), std::string(k.get_or("algorithm", "")),
+                        std::string(k.get_or("private", ""))});
+      }
+      return keys;
+    });
   }
 
   // Any other method of the contract above, on raw records.
