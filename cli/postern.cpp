@@ -53,6 +53,9 @@ void usage() {
                "                                a new signing key; prints the TXT record to publish\n"
                "  dkim list [DOMAIN] | remove DOMAIN SELECTOR\n"
                "  dns records DOMAIN [--mx HOST] the MX, SPF, DKIM and DMARC records to publish\n"
+               "  dmarc report --domain D --since DAY --until DAY\n"
+               "                                the RFC 7489 aggregate report (XML) for mail from D; DAY is\n"
+               "                                YYYY-MM-DD (UTC midnight) or unix seconds; until is exclusive\n"
                "  queue list                    queued messages, their recipients and states\n"
                "  queue show ID                 one queued message: envelope, states and headers\n"
                "  queue retry [ID]              make one (or every) queued message due now\n"
@@ -222,6 +225,15 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
   if (group == "dns" && verb == "records" && (n == 3 || n == 5)) {
     if (n == 5 && w[3] != "--mx") return {"", "unknown option " + w[3]};
     return build("dns.records", {{"domain", w[2]}, {"mx", n == 5 ? w[4] : mail_host}});
+  }
+  if (group == "dmarc" && verb == "report" && n >= 3) {
+    std::vector<std::pair<std::string, std::string>> kv;
+    if ((n - 2) % 2 != 0) return {"", "each option takes a value"};
+    for (size_t i = 2; i + 1 < n; i += 2) {
+      if (w[i] == "--domain" || w[i] == "--since" || w[i] == "--until") kv.emplace_back(w[i].substr(2), w[i + 1]);
+      else return {"", "unknown option " + w[i]};
+    }
+    return build("dmarc.report", kv);
   }
   if (group == "app-password" && verb == "list" && n == 3) return build("app.list", {{"address", w[2]}});
   if (group == "app-password" && verb == "remove" && n == 4)

@@ -328,8 +328,11 @@ void Daemon::on_control(const std::string& command, const ControlServer::Reply& 
   reply(false, "unknown command (known: status, reload, and the admin commands of `postern --help`)");
 }
 
-// "admin<TAB>method<TAB>key=value..." goes to the "admin" service (the
-// store's commands). Values may be secrets: only the method is logged.
+// "admin<TAB>method<TAB>key=value..." goes to the service
+// "admin.<group>" when a plugin provides it (method "dmarc.report" ->
+// "admin.dmarc": a plugin adds `postern GROUP ...` commands that way),
+// else to "admin" (the store's commands). Values may be secrets: only the
+// method is logged.
 void Daemon::admin(const std::string& line, const ControlServer::Reply& reply) {
   sdk::Record request;
   std::string method;
@@ -350,7 +353,9 @@ void Daemon::admin(const std::string& line, const ControlServer::Reply& reply) {
   }
   log_info("control.command", {{"command", "admin " + method}});
   if (stopping_) return reply(false, "the server is shutting down");
-  call_service(*plugins_, main_, "admin", method, request.encode(), config_.server.call_timeout,
+  std::string group_service = "admin." + method.substr(0, method.find('.'));
+  std::string service = plugins_->find_service(group_service) ? group_service : "admin";
+  call_service(*plugins_, main_, service, method, request.encode(), config_.server.call_timeout,
                [reply](pst_status status, std::string_view text) {
                  if (status == PST_ERR_NOT_FOUND && text == "no enabled plugin provides this service")
                    return reply(false, "no store is enabled: add [plugins.store-lmdb] to the configuration");

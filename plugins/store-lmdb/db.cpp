@@ -14,7 +14,7 @@ namespace {
 
 constexpr std::string_view kNames[] = {"meta",          "domains",  "accounts", "account_index", "aliases",
                                        "account_keys",  "mailboxes", "mailbox_names", "messages", "blobs",
-                                       "blob_refs",     "counters", "spool",    "spool_data",    "spool_due", "deliveries", "dkim_keys"};
+                                       "blob_refs",     "counters", "spool",    "spool_data",    "spool_due", "deliveries", "dkim_keys", "dmarc_results"};
 static_assert(std::size(kNames) == kTableCount);
 
 void check(int rc, const char* what) {
@@ -125,11 +125,21 @@ bool Txn::del(Table t, std::string_view key) {
 
 void Txn::scan(Table t, std::string_view prefix,
                const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  walk(t, prefix, prefix, fn);
+}
+
+void Txn::scan_from(Table t, std::string_view start,
+                    const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  walk(t, start, "", fn);
+}
+
+void Txn::walk(Table t, std::string_view start, std::string_view prefix,
+               const std::function<bool(std::string_view, std::string_view)>& fn) const {
   MDB_cursor* cursor = nullptr;
   check(mdb_cursor_open(txn_, db_.tables_[static_cast<unsigned>(t)], &cursor), "mdb_cursor_open");
   std::unique_ptr<MDB_cursor, decltype(&mdb_cursor_close)> guard(cursor, mdb_cursor_close);
-  MDB_val k = val(prefix), v{};
-  int rc = mdb_cursor_get(cursor, &k, &v, prefix.empty() ? MDB_FIRST : MDB_SET_RANGE);
+  MDB_val k = val(start), v{};
+  int rc = mdb_cursor_get(cursor, &k, &v, start.empty() ? MDB_FIRST : MDB_SET_RANGE);
   while (rc == MDB_SUCCESS) {
     std::string_view key = view(k);
     if (key.substr(0, prefix.size()) != prefix || !fn(key, view(v))) return;

@@ -47,6 +47,7 @@ enum class Table : unsigned {
   spool_due,      // due time (ms) | queue id -> "" (the schedule)
   deliveries,     // delivery id -> "" (local deliveries done: idempotency)
   dkim_keys,      // H(domain) H(domain/selector) -> {domain, selector, algorithm, keys}
+  dmarc_results,  // time (ms) | random -> one message's DMARC result (for aggregate reports)
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);
@@ -67,9 +68,15 @@ class Txn {
   // returns false. The views live only during fn, and fn must not write to
   // table t (collect keys first, then change them).
   void scan(Table t, std::string_view prefix, const std::function<bool(std::string_view, std::string_view)>& fn) const;
+  // The same from the first key not below start, to the end of the table.
+  void scan_from(Table t, std::string_view start,
+                 const std::function<bool(std::string_view, std::string_view)>& fn) const;
   void commit();
 
  private:
+  void walk(Table t, std::string_view start, std::string_view prefix,
+            const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
   Db& db_;
   MDB_txn* txn_ = nullptr;
 };

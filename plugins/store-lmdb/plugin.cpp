@@ -322,7 +322,7 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
   auto handler = Store::find(method);
   // Private keys never leave through the control socket.
   if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver" ||
-      method == "dkim.signing_keys")
+      method.starts_with("dmarc.") || method == "dkim.signing_keys")
     throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);
   Record out;
   try {

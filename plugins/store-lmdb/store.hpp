@@ -61,6 +61,10 @@ class Store {
   Record dkim_remove(const Record& r);        // domain selector
   Record dkim_signing_keys(const Record& r);  // domain -> key* with the private key (the signer only)
 
+  // --- DMARC results for aggregate reports (dmarc_results.cpp) ---
+  Record dmarc_record(const Record& r);   // time policy_domain ... [expire_before] -> dropped
+  Record dmarc_records(const Record& r);  // domain since until (ms) -> result*
+
   // --- mail ---
   Record mailbox_list(const Record& r);
   Record mailbox_create(const Record& r);

@@ -3,9 +3,8 @@ daemon's resolver asks it, the spf plugin judges MAIL FROM in the SMTP
 pipeline (and answers the "spf" service's check)."""
 import os
 import smtplib
-import subprocess
 
-from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, main
+from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, local_address, main
 import unittest
 
 ZONE = """$ORIGIN spf.test.
@@ -95,12 +94,6 @@ class Spf(unittest.TestCase):
         data = self.probe.ok("store", "message.fetch", [("account", alice), ("mailbox", "INBOX"), ("uid", "1")])["data"][0]
         self.assertNotIn(b"Received-SPF", data)
         self.assertNotIn(b"spf=", data)
-
-
-def local_address():
-    """A non-loopback IPv4 address of this machine (traffic to it stays here), or None."""
-    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
-    return next((a for a in out if "." in a and not a.startswith("127.")), None)
 
 
 class SpfOverTheNetwork(unittest.TestCase):

@@ -48,6 +48,12 @@
 //   dkim.signing_keys domain -> key* (each: selector algorithm(rsa|ed25519)
 //                    private (PKCS#8 PEM)): every key mail from the domain
 //                    is signed with; none is not an error
+//   dmarc.record     time(ms) policy_domain source_ip header_from p sp adkim
+//                    aspf pct disposition dkim_aligned spf_aligned dkim*
+//                    spf_domain spf_scope spf_result [expire_before(ms)]:
+//                    keeps one message's DMARC result; results older than
+//                    expire_before are dropped
+//   dmarc.records    domain since until (ms) -> result* (those fields)
 // "auth" service:
 //   verify           user password [peer protocol] -> account address
 //   scram            user -> account address salt iterations stored_key
