@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <cctype>
 #include <memory>
 #include <vector>
@@ -34,7 +35,17 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::string field_name(std::string_view field) { return lower(field.substr(0, field.find(':'))); }
+// Lower case, without the WSP an obsolete "From :" has before its colon
+// (as relaxed canonicalisation and the MIME parser read it).
+std::string field_name(std::string_view field) {
+  std::string_view name = field.substr(0, field.find(':'));
+  while (!name.empty() && wsp(name.back())) name.remove_suffix(1);
+  return lower(name);
+}
+
+// More signed field instances than this is no ordinary message: refused
+// rather than signed with an h= no header could hold.
+constexpr size_t kMaxSignedFields = 64;
 
 std::string sha256(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -131,23 +142,23 @@ std::optional<std::string> sign(std::string_view message, const SigningKey& key,
 
   // h=: every instance of the listed fields, bottom-up (§5.4.2), then From
   // once more: an added From breaks the signature.
-  std::string signed_headers, names;
-  std::vector<bool> used(parts.fields.size(), false);
-  auto take = [&](const std::string& name) {
-    names += (names.empty() ? "" : ":") + name;
-    for (size_t i = parts.fields.size(); i-- > 0;)
-      if (!used[i] && field_name(parts.fields[i]) == name) {
-        used[i] = true;
-        signed_headers += relaxed_header(parts.fields[i]);
-        return;
-      }
-  };
-  for (std::string_view wanted : kSignedFields) {
-    size_t count = std::count_if(parts.fields.begin(), parts.fields.end(),
-                                 [&](const std::string& f) { return field_name(f) == wanted; });
-    for (size_t i = 0; i < count; ++i) take(std::string(wanted));
+  std::map<std::string, std::vector<size_t>, std::less<>> instances;  // name -> field indexes, bottom first
+  for (size_t i = parts.fields.size(); i-- > 0;) {
+    std::string name = field_name(parts.fields[i]);
+    if (std::find(kSignedFields.begin(), kSignedFields.end(), name) != kSignedFields.end()) instances[name].push_back(i);
   }
-  take("from");
+  std::string signed_headers, names;
+  size_t count = 0;
+  for (std::string_view wanted : kSignedFields) {
+    auto found = instances.find(wanted);
+    if (found == instances.end()) continue;
+    for (size_t i : found->second) {
+      if (++count > kMaxSignedFields) return error = std::string(kTooManyFields), std::nullopt;
+      names += (names.empty() ? "" : ":") + std::string(wanted);
+      signed_headers += relaxed_header(parts.fields[i]);
+    }
+  }
+  names += (names.empty() ? "" : ":") + std::string("from");  // the oversigned From: no field, nothing hashed
 
   std::string value = "v=1; a=" + std::string(ed25519 ? "ed25519-sha256" : "rsa-sha256") +
                       "; c=relaxed/relaxed; d=" + key.domain + "; s=" + key.selector + "; t=" + std::to_string(now) +

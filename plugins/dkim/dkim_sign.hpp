@@ -19,6 +19,10 @@ struct SigningKey {
   std::string private_pem;  // PKCS#8
 };
 
+// The error for a message with more signed header fields than a signature
+// takes: no retry helps, unlike the other errors.
+inline constexpr std::string_view kTooManyFields = "too many header fields to sign";
+
 // The value of a DKIM-Signature field (one line) for message (CRLF lines)
 // signed at unix time now, or nullopt with error saying why.
 std::optional<std::string> sign(std::string_view message, const SigningKey& key, long long now, std::string& error);

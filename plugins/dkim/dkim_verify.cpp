@@ -1,5 +1,6 @@
 #include "dkim_verify.hpp"
 
+#include "dkim_sign.hpp"  // relaxed_body
 #include "message_parts.hpp"
 
 #include <sys/types.h>
@@ -66,7 +67,19 @@ DKIM_CBSTAT key_lookup(DKIM* dkim, DKIM_SIGINFO* sig, u_char* buf, size_t buflen
 }
 
 // RFC 8601 §2.7.1 results from OpenDKIM's per-signature state.
-std::pair<std::string, std::string> result_of(DKIM* dkim, DKIM_SIGINFO* sig, const std::string& algorithm) {
+// The body's length after the signature's body canonicalisation: what an
+// l= covering all of it says (RFC 6376 §3.4.3, §3.4.4).
+size_t canonical_body_length(DKIM_SIGINFO* sig, std::string_view body) {
+  dkim_canon_t header = DKIM_CANON_SIMPLE, canon = DKIM_CANON_SIMPLE;
+  dkim_sig_getcanons(sig, &header, &canon);
+  if (canon == DKIM_CANON_RELAXED) return relaxed_body(body).size();
+  while (body.ends_with("\r\n\r\n")) body.remove_suffix(2);  // simple: trailing empty lines go
+  if (body.empty()) return 2;                                  // ... and an empty body is one CRLF
+  return body.ends_with("\r\n") ? body.size() : body.size() + 2;
+}
+
+std::pair<std::string, std::string> result_of(DKIM* dkim, DKIM_SIGINFO* sig, const std::string& algorithm,
+                                              std::string_view body) {
   int error = dkim_sig_geterror(sig);
   // RFC 6376 §3.6.1: a testing key's signatures count for nothing either way.
   if (dkim_sig_getflags(sig) & DKIM_SIGFLAG_TESTKEY) return {"neutral", "testing key (t=y): treated as unsigned"};
@@ -76,9 +89,9 @@ std::pair<std::string, std::string> result_of(DKIM* dkim, DKIM_SIGINFO* sig, con
     // l= shorter than the body: what follows was not signed and could be
     // anything (RFC 6376 §8.2), so the signature vouches for less than the
     // reader sees.
-    ssize_t body = 0, canonical = 0, signed_length = -1;
-    if (dkim_sig_getcanonlen(dkim, sig, &body, &canonical, &signed_length) == DKIM_STAT_OK && signed_length >= 0 &&
-        canonical < body)
+    ssize_t signed_length = -1;
+    if (dkim_sig_getcanonlen(dkim, sig, nullptr, nullptr, &signed_length) == DKIM_STAT_OK && signed_length >= 0 &&
+        static_cast<size_t>(signed_length) < canonical_body_length(sig, body))
       return {"policy", "the body length limit (l=) leaves text unsigned"};
     return {"pass", ""};
   }
@@ -164,7 +177,7 @@ std::vector<Signature> Verifier::verify(std::string_view message, const KeyLooku
       std::string alg = reinterpret_cast<const char*>(a);
       if (alg == "rsa-sha256" || alg == "ed25519-sha256" || alg == "rsa-sha1") s.algorithm = alg;
     }
-    auto [result, why] = result_of(dkim.get(), sig, s.algorithm);
+    auto [result, why] = result_of(dkim.get(), sig, s.algorithm, parts.body);
     s.result = result;
     s.reason = why;
     if (auto* d = dkim_sig_getdomain(sig)) s.domain = reinterpret_cast<const char*>(d);

@@ -108,6 +108,8 @@ class Plugin : public sdk::Plugin {
     StoreClient(host(), nullptr)
         .dkim_signing_keys(*domain, [this, txn, verdict, message = std::move(*message), domain = *domain,
                                      user = *user](Result<std::vector<DkimKey>> keys) mutable {
+          // A From domain the store does not take as a name has no keys.
+          if (!keys && keys.error().status == PST_ERR_INVALID) return verdict->cont();
           if (!keys) {
             host().warning("dkim.sign_failed", {{"domain", domain}, {"reason", keys.error().message}});
             return verdict->tempfail(451, "4.3.0", "signing is not available now; try again later", "dkim");
@@ -123,6 +125,7 @@ class Plugin : public sdk::Plugin {
                   if (!value || !txn.add_header("DKIM-Signature", *value)) {
                     host().error("dkim.sign_failed", {{"domain", domain}, {"selector", k.selector},
                                                       {"reason", value ? "the signature does not fit a header" : error}});
+                    if (error == kTooManyFields) return verdict->reject(554, "5.6.0", error, "dkim");
                     return verdict->tempfail(451, "4.3.0", "the message could not be signed; try again later", "dkim");
                   }
                   host().info("dkim.signed", {{"user", user}, {"domain", domain}, {"selector", k.selector},

@@ -33,8 +33,8 @@ std::vector<std::pair<std::string, std::string>> words(std::string_view entry) {
     }
     std::string_view word = entry.substr(start, std::min(i, entry.size()) - start);
     size_t eq = word.find('=');
-    if (eq != std::string_view::npos && word.find('"') == std::string_view::npos)
-      out.emplace_back(lower(word.substr(0, eq)), std::string(word.substr(eq + 1)));
+    // Quoted values (reason="...", a quoted local part) are kept as written.
+    if (eq != std::string_view::npos) out.emplace_back(lower(word.substr(0, eq)), std::string(word.substr(eq + 1)));
   }
   return out;
 }
@@ -63,8 +63,9 @@ AuthResults parse_auth_results(std::string_view header) {
       if (!mailfrom.empty()) spf.domain = lower(mailfrom.substr(mailfrom.rfind('@') + 1));
       else spf.domain = lower(property("smtp.helo")), spf.scope = "helo";
       out.spf = spf;
-    } else if (method == "dkim" && result != "none") {
-      out.dkim.push_back({result, lower(property("header.d")), property("header.s")});
+    } else if (method == "dkim") {
+      out.dkim_checked = true;
+      if (result != "none") out.dkim.push_back({result, lower(property("header.d")), property("header.s")});
     }
   }
   return out;

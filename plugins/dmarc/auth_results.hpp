@@ -23,6 +23,7 @@ struct DkimResult {
 struct AuthResults {
   std::optional<SpfResult> spf;
   std::vector<DkimResult> dkim;  // signatures only (dkim=none is not one)
+  bool dkim_checked = false;     // the dkim filter ran (any dkim= entry)
 };
 
 // header: the assembled field value ("authserv-id;\r\n\tentry;\r\n\t...").

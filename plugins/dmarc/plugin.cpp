@@ -50,8 +50,8 @@ class Plugin : public sdk::Plugin {
   static constexpr std::array<std::string_view, 1> services{"admin.dmarc"};
 
   bool configure(Config cfg) override {
-    cfg.allow_keys({"public_suffix_list", "reject", "quarantine", "temperror", "record_results", "retention",
-                    "org_name", "report_email"});
+    cfg.allow_keys({"public_suffix_list", "reject", "quarantine", "temperror", "unusable_from", "record_results",
+                    "retention", "org_name", "report_email"});
     psl_ = cfg.string("public_suffix_list", "/usr/share/publicsuffix/public_suffix_list.dat");
     on_reject_ = cfg.string("reject", "reject");
     on_quarantine_ = cfg.string("quarantine", "quarantine");
@@ -60,6 +60,8 @@ class Plugin : public sdk::Plugin {
       cfg["reject"].error("reject, quarantine or tag");
     if (on_quarantine_ != "quarantine" && on_quarantine_ != "tag") cfg["quarantine"].error("quarantine or tag");
     if (on_temperror_ != "tempfail" && on_temperror_ != "tag") cfg["temperror"].error("tempfail or tag");
+    on_unusable_from_ = cfg.string("unusable_from", "reject");
+    if (on_unusable_from_ != "reject" && on_unusable_from_ != "tag") cfg["unusable_from"].error("reject or tag");
     record_ = cfg.boolean("record_results", true);
     retention_ = cfg.duration("retention", std::chrono::hours(24 * 31));
     if (retention_ < std::chrono::hours(24)) cfg["retention"].error("at least 1d");
@@ -81,7 +83,12 @@ class Plugin : public sdk::Plugin {
     auto message = txn.get("message");
     auto from = message ? mime::author_domain(*message) : std::nullopt;
     if (!from) {
-      txn.add_result("dmarc=none reason=\"no single author domain\"");
+      // No From, two, several author domains, or one we cannot read whole:
+      // judging one of them would let the others through (RFC 7489 §6.6.1).
+      txn.add_result("dmarc=permerror reason=\"no single valid author domain\"");
+      host().info("dmarc.unusable_from", {{"peer", txn.get("peer").value_or("")}});
+      if (on_unusable_from_ == "reject")
+        return verdict->reject(550, "5.7.1", "the message needs one From field with one valid domain", "dmarc");
       return verdict->cont();
     }
     lookup(*from, false, [this, txn, verdict, from = *from](Lookup found) {
@@ -127,10 +134,13 @@ class Plugin : public sdk::Plugin {
   void lookup(const std::string& domain, bool org, std::function<void(Lookup)> done) {
     DnsClient(host(), nullptr).query("_dmarc." + domain, "TXT", [this, domain, org, done](Result<DnsAnswer> a) {
       if (!a && a.error().status != PST_ERR_INVALID) return done(Lookup{true, {}, domain, org});
-      std::optional<std::string> record;
-      if (a && a->rcode == "NOERROR") record = dmarc_record(a->records);
+      Found found;
+      if (a && a->rcode == "NOERROR") found = dmarc_records(a->records);
       else if (a && a->rcode != "NXDOMAIN") return done(Lookup{true, {}, domain, org});
-      if (record || org) return done(Lookup{false, record, domain, org});
+      // Several records: none applies, and the search ends here (§6.6.3).
+      std::optional<std::string> record;
+      if (found.count == 1) record = found.record;
+      if (found.count > 0 || org) return done(Lookup{false, record, domain, org});
       std::string organizational = organizational_domain(domain);
       if (organizational == domain) return done(Lookup{false, {}, domain, false});
       lookup(organizational, true, done);
@@ -155,8 +165,9 @@ class Plugin : public sdk::Plugin {
     host().info("dmarc.evaluated", {{"from", from}, {"result", o.result}, {"policy", o.policy},
                                     {"disposition", o.disposition}, {"dkim", o.dkim_aligned ? "aligned" : "unaligned"},
                                     {"spf", o.spf_aligned ? "aligned" : "unaligned"}, {"reason", o.reason}});
-    if (o.result == "permerror") {
-      txn.add_result("dmarc=permerror header.from=" + from);
+    if (o.result == "temperror") return temperror(txn, verdict, from);
+    if (o.result == "permerror" || o.result == "none") {
+      txn.add_result("dmarc=" + o.result + " header.from=" + from);
       return verdict->cont();
     }
     txn.add_result("dmarc=" + o.result + " (p=" + o.published.p + " dis=" + o.disposition + ") header.from=" + from);
@@ -184,7 +195,7 @@ class Plugin : public sdk::Plugin {
     });
   }
 
-  std::string psl_, on_reject_, on_quarantine_, on_temperror_, org_name_, report_email_;
+  std::string psl_, on_reject_, on_quarantine_, on_temperror_, on_unusable_from_, org_name_, report_email_;
   bool record_ = true;
   std::chrono::milliseconds retention_{0};
 };

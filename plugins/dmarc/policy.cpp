@@ -9,6 +9,7 @@ extern "C" int opendmarc_get_tld(u_char* domain, u_char* tld, size_t tld_len);
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -38,11 +39,6 @@ int spf_outcome(const std::string& r) {
   return DMARC_POLICY_SPF_OUTCOME_NONE;
 }
 
-int dkim_outcome(const std::string& r) {
-  if (r == "pass") return DMARC_POLICY_DKIM_OUTCOME_PASS;
-  if (r == "temperror") return DMARC_POLICY_DKIM_OUTCOME_TMPFAIL;
-  return DMARC_POLICY_DKIM_OUTCOME_FAIL;
-}
 
 }  // namespace
 
@@ -68,15 +64,14 @@ std::string organizational_domain(const std::string& domain) {
   return reinterpret_cast<char*>(buf);
 }
 
-std::optional<std::string> dmarc_record(const std::vector<std::string>& records) {
-  std::optional<std::string> found;
+Found dmarc_records(const std::vector<std::string>& records) {
+  Found found;
   for (const std::string& r : records) {
     // "v=DMARC1" exactly, then ";" or the end (a "v=DMARC10" is not one).
     if (r.size() < 8 || strncasecmp(r.c_str(), "v=DMARC1", 8) != 0) continue;
     size_t next = r.find_first_not_of(" \t", 8);
     if (next != std::string::npos && r[next] != ';') continue;
-    if (found) return std::nullopt;  // two: neither applies
-    found = r;
+    if (++found.count == 1) found.record = r;
   }
   return found;
 }
@@ -105,9 +100,11 @@ Outcome evaluate(const std::string& from_domain, const std::string& peer, const 
                                auth.spf->scope == "helo" ? DMARC_POLICY_SPF_ORIGIN_HELO
                                                          : DMARC_POLICY_SPF_ORIGIN_MAILFROM,
                                nullptr);
+  // Only passes: alignment needs nothing else, and libopendmarc lets a
+  // later failing d= displace an earlier aligned pass.
   for (const DkimResult& d : auth.dkim)
-    if (!d.domain.empty())
-      opendmarc_policy_store_dkim(ctx.get(), text(d.domain), text(d.selector), dkim_outcome(d.result), nullptr);
+    if (!d.domain.empty() && d.result == "pass")
+      opendmarc_policy_store_dkim(ctx.get(), text(d.domain), text(d.selector), DMARC_POLICY_DKIM_OUTCOME_PASS, nullptr);
 
   int verdict = opendmarc_get_policy_to_enforce(ctx.get());
   int dkim_alignment = 0, spf_alignment = 0, p = 0, sp = 0, adkim = 0, aspf = 0, pct = 100;
@@ -130,6 +127,15 @@ Outcome evaluate(const std::string& from_domain, const std::string& peer, const 
     out.policy = out.disposition = "none";
     return out;
   }
+  // Nothing aligned passed. If a check could not finish, or never ran,
+  // that is not the sender's failure.
+  bool temporary = (auth.spf && auth.spf->result == "temperror") ||
+                   std::any_of(auth.dkim.begin(), auth.dkim.end(), [](const DkimResult& d) { return d.result == "temperror"; });
+  if (temporary) return out.result = "temperror", out.reason = "an SPF or DKIM check failed for now", out;
+  // SPF runs at MAIL FROM, before any data_end filter; a client it does
+  // not judge (loopback) simply has no SPF pass. DKIM runs at data_end
+  // too: without its results (dmarc listed first) there is nothing to judge.
+  if (!auth.dkim_checked) return out.result = "none", out.reason = "no DKIM results: list dmarc after dkim", out;
   out.result = "fail";
   out.policy = verdict == DMARC_POLICY_REJECT ? "reject" : verdict == DMARC_POLICY_QUARANTINE ? "quarantine" : "none";
   out.disposition = out.policy;

@@ -19,12 +19,12 @@ struct Published {
 };
 
 struct Outcome {
-  std::string result;       // pass fail permerror (RFC 8601 §2.7.x dmarc=)
+  std::string result;       // pass fail none temperror permerror (RFC 8601 dmarc=)
   std::string policy;       // none quarantine reject: what the domain asks (p, or sp below it)
   std::string disposition;  // policy after pct sampling (RFC 7489 §6.6.4)
   bool dkim_aligned = false, spf_aligned = false;
   Published published;
-  std::string reason;  // for permerror
+  std::string reason;  // for none, temperror and permerror
 };
 
 // Loads the public suffix list into libopendmarc (process-wide; loading it
@@ -34,8 +34,13 @@ bool load_public_suffix_list(const std::string& path);
 // The organisational domain of domain (RFC 7489 §3.2).
 std::string organizational_domain(const std::string& domain);
 
-// The first "v=DMARC1" record of records, if exactly one (§6.6.3).
-std::optional<std::string> dmarc_record(const std::vector<std::string>& records);
+// The "v=DMARC1" records among a name's TXT records (§6.6.3): none, one
+// (record), or several (then none applies, and discovery stops).
+struct Found {
+  size_t count = 0;
+  std::string record;
+};
+Found dmarc_records(const std::vector<std::string>& records);
 
 // from_domain: the author domain; record found at published_at, which is
 // the organisational domain when from_org. sample: 0..99, drawn per message.

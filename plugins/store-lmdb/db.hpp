@@ -48,6 +48,7 @@ enum class Table : unsigned {
   deliveries,     // delivery id -> "" (local deliveries done: idempotency)
   dkim_keys,      // H(domain) H(domain/selector) -> {domain, selector, algorithm, keys}
   dmarc_results,  // time (ms) | random -> one message's DMARC result (for aggregate reports)
+  dmarc_index,    // H(policy domain) | time (ms) | random -> "" (a domain's results in time order)
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

@@ -16,6 +16,7 @@
 #include <cctype>
 #include <ctime>
 #include <memory>
+#include <optional>
 
 namespace postern::store {
 namespace {
@@ -123,16 +124,22 @@ Record Store::dkim_keygen(const Record& r) {
   }
   auto selector = normalise_selector(wanted);
   if (!selector) throw StoreError(PST_ERR_INVALID, "not a valid selector: " + wanted);
-  Generated g = generate(algorithm);  // outside the write transaction: RSA takes a while
-  Txn txn(*db_, true);
-  if (!txn.get(Table::domains, vault_->index("domain", *domain)))
-    throw StoreError(PST_ERR_NOT_FOUND, "no such domain: " + *domain + " (add it first)");
   std::string id = dkim_key_id(*domain, *selector);
-  if (txn.get(Table::dkim_keys, id))
-    throw StoreError(PST_ERR_EXISTS, "selector " + *selector + " exists already for " + *domain);
-  if (dkim_keys_of(txn, *domain).size() >= kMaxKeys)
-    throw StoreError(PST_ERR_LIMIT, *domain + " has " + std::to_string(kMaxKeys) +
-                                        " keys already: remove one (postern dkim remove) first");
+  auto refusal = [&](const Txn& txn) -> std::optional<StoreError> {
+    if (!txn.get(Table::domains, vault_->index("domain", *domain)))
+      return StoreError(PST_ERR_NOT_FOUND, "no such domain: " + *domain + " (add it first)");
+    if (txn.get(Table::dkim_keys, id))
+      return StoreError(PST_ERR_EXISTS, "selector " + *selector + " exists already for " + *domain);
+    if (dkim_keys_of(txn, *domain).size() >= kMaxKeys)
+      return StoreError(PST_ERR_LIMIT, *domain + " has " + std::to_string(kMaxKeys) +
+                                           " keys already: remove one (postern dkim remove) first");
+    return std::nullopt;
+  };
+  {  // the cheap checks before the slow key generation ...
+    Txn read(*db_, false);
+    if (auto e = refusal(read)) throw *e;
+  }
+  Generated g = generate(algorithm);  // outside the write transaction: RSA takes a while
   Record key = Record()
                    .add("domain", *domain)
                    .add("selector", *selector)
@@ -140,9 +147,19 @@ Record Store::dkim_keygen(const Record& r) {
                    .add("public", g.public_b64)
                    .add("private", g.private_pem)
                    .add("created", std::to_string(std::time(nullptr)));
+  // Whatever happens next, the private key's copies here are wiped or freed.
+  struct Cleanse {
+    std::string& a;
+    Record& b;
+    ~Cleanse() {
+      OPENSSL_cleanse(a.data(), a.size());
+      b = Record();
+    }
+  } cleanse{g.private_pem, key};
+  Txn txn(*db_, true);
+  if (auto e = refusal(txn)) throw *e;  // ... and again where they count
   txn.put(Table::dkim_keys, id, vault_->seal(Table::dkim_keys, id, key, vault_->directory_key()));
   txn.commit();
-  OPENSSL_cleanse(g.private_pem.data(), g.private_pem.size());
   return Record()
       .add("domain", *domain)
       .add("selector", *selector)

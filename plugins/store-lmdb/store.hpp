@@ -134,6 +134,7 @@ class Store {
   Record second_factor_login(const Account& a, std::string_view password);
   std::string dkim_key_id(const std::string& domain, const std::string& selector) const;
   std::vector<Record> dkim_keys_of(const Txn& txn, const std::string& domain) const;  // "" = every domain
+  std::string dmarc_index_key(const std::string& domain, std::string_view time_key) const;
 
   std::unique_ptr<Db> db_;
   std::unique_ptr<Vault> vault_;

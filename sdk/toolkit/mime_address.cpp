@@ -190,11 +190,44 @@ std::vector<Address> parse_addresses(std::string_view value, size_t max) {
   return AddressParser(lex_addresses(value, max_tokens), max).run();
 }
 
+namespace {
+
+// A host name as DNS has it (letters, digits, hyphens; labels of 1 to 63;
+// at most 253 in all), lower-cased; nullopt for anything else (literals,
+// quoted strings, bytes that could smuggle text into a header or report).
+std::optional<std::string> host_name(std::string_view s) {
+  if (s.empty() || s.size() > 253) return std::nullopt;
+  std::string out;
+  size_t label = 0;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '.') {
+      if (label == 0) return std::nullopt;
+      label = 0;
+    } else if (std::isalnum(u) || c == '-') {
+      if (++label > 63) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+    out += static_cast<char>(std::tolower(u));
+  }
+  if (label == 0) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
 std::optional<std::string> author_domain(std::string_view message) {
+  constexpr size_t kMaxFromBytes = 4096;  // with 1000 addresses the parser cannot run out of tokens
   if (message.starts_with("\r\n")) return std::nullopt;  // no header section
   std::string_view block = message.substr(0, message.find("\r\n\r\n"));
+  Limits limits;
+  // A From the bounded parser might not reach must not go unseen.
+  if (block.size() >= limits.max_header_bytes) return std::nullopt;
+  auto headers = parse_headers(block, limits);
+  if (headers.size() >= limits.max_headers) return std::nullopt;
   std::optional<std::string> from;
-  for (const Header& h : parse_headers(block)) {
+  for (const Header& h : headers) {
     if (h.name.size() != 4 || !std::equal(h.name.begin(), h.name.end(), "from", [](char a, char b) {
           return std::tolower(static_cast<unsigned char>(a)) == b;
         }))
@@ -202,11 +235,15 @@ std::optional<std::string> author_domain(std::string_view message) {
     if (from) return std::nullopt;  // two From fields
     from = h.value;
   }
-  if (!from) return std::nullopt;
-  auto addresses = parse_addresses(*from, 2);
-  if (addresses.size() != 1 || !addresses[0].host || addresses[0].host->empty()) return std::nullopt;
-  std::string domain = *addresses[0].host;
-  for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!from || from->size() > kMaxFromBytes) return std::nullopt;
+  // Several mailboxes are fine if they share one domain (RFC 7489 §6.6.1).
+  std::optional<std::string> domain;
+  for (const Address& a : parse_addresses(*from, 1000)) {
+    if (!a.host) continue;  // group markers
+    auto name = host_name(*a.host);
+    if (!name || (domain && *domain != *name)) return std::nullopt;
+    domain = name;
+  }
   return domain;
 }
 

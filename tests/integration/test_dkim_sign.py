@@ -229,6 +229,9 @@ class DkimVerification(unittest.TestCase):
         # covered, so the signature says nothing about it (RFC 6376 §8.2).
         limited = self.sign(message(b"limited"), "py-ed", length=True)
         self.assertEqual(self.verdicts(limited), [("pass", "")])
+        # Whitespace relaxed canonicalisation removes is no unsigned text.
+        spaced = self.sign(message(b"spaced", body=b"Dear  Bob, \t\r\nhello\r\n\r\n\r\n"), "py-ed", length=True)
+        self.assertEqual(self.verdicts(spaced), [("pass", "")])
         result, reason = self.verdicts(limited + b"P.S. click here\r\n")[0]
         self.assertEqual(result, "policy")
         self.assertIn("l=", reason)

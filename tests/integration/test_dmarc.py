@@ -136,6 +136,9 @@ class Dmarc(unittest.TestCase):
         # pct=0: the policy applies to no failing message; the next milder does.
         self.assertEqual(self.send(message("x@sampled.test", "sampled"))[0], 250)
         self.assertIn(b"dmarc=fail (p=reject dis=quarantine) header.from=sampled.test", self.newest("Junk"))
+        # Two author domains: judging one would let the other through.
+        code, text = self.send(message("a@aligned.test, b@quarantined.test", "two"))
+        self.assertEqual((code, text), (550, b"5.7.1 the message needs one From field with one valid domain"))
         # No record; a record that does not parse.
         self.assertEqual(self.send(message("x@nodmarc.test", "none"))[0], 250)
         self.assertIn(b"dmarc=none header.from=nodmarc.test", self.newest("INBOX"))

@@ -34,6 +34,15 @@ TEST_CASE("author domain: one From with one mailbox - else none") {
   CHECK_FALSE(author_domain("To: b@c\r\n\r\nFrom: a@b.example\r\n"));  // only in the body
   CHECK_FALSE(author_domain("From: a@one.example\r\nFrom: a@two.example\r\n\r\n"));
   CHECK_FALSE(author_domain("From: a@one.example, b@two.example\r\n\r\n"));
+  CHECK(author_domain("From: a@one.example, b@ONE.example\r\n\r\n") == "one.example");  // one domain
+  CHECK_FALSE(author_domain("From: a@\"x; dkim=pass header.d=bank.example\"\r\n\r\n"));  // not a host name
+  CHECK_FALSE(author_domain("From: a@[192.0.2.1]\r\n\r\n"));
+  CHECK_FALSE(author_domain("From: a@\xff.bank.example\r\n\r\n"));
+  // A From the parser might not reach or read whole is no From.
+  CHECK_FALSE(author_domain("From: me@evil.example," + std::string(5000, ',') + " ceo@bank.example\r\n\r\n"));
+  std::string many;
+  for (int i = 0; i < 2500; ++i) many += "X-Filler: " + std::to_string(i) + "\r\n";
+  CHECK_FALSE(author_domain(many + "From: ceo@bank.example\r\n\r\n"));
   CHECK_FALSE(author_domain("From: undisclosed:;\r\n\r\n"));
   CHECK_FALSE(author_domain("\r\nFrom: a@b.example\r\n\r\n"));  // no header section
 }

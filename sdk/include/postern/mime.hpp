@@ -125,9 +125,11 @@ struct Address {
 std::vector<Address> parse_addresses(std::string_view value, size_t max = 1000);
 
 // The author domain (RFC 7489 §3.1.1, §6.6.1) of a message (CRLF lines):
-// the domain of the one mailbox in its one From field, lower case. nullopt
-// when there is no From, several, several mailboxes, a group or no domain:
-// DKIM signing and DMARC treat such a message as having no author domain.
+// the domain of the mailboxes in its one From field, lower case. nullopt
+// when there is no From, several From fields, mailboxes of different
+// domains, no domain, a domain that is not a plain host name, or a header
+// section too large to read whole: DKIM signing and DMARC treat such a
+// message as having no usable author domain.
 std::optional<std::string> author_domain(std::string_view message);
 
 }  // namespace postern::sdk::mime
