@@ -56,6 +56,8 @@ void usage() {
                "  dmarc report --domain D --since DAY --until DAY\n"
                "                                the RFC 7489 aggregate report (XML) for mail from D; DAY is\n"
                "                                YYYY-MM-DD (UTC midnight) or unix seconds; until is exclusive\n"
+               "  ban list                      addresses and networks the guard refuses, and until when\n"
+               "  ban add NETWORK [--for 1d] [--reason TEXT] | ban remove NETWORK\n"
                "  queue list                    queued messages, their recipients and states\n"
                "  queue show ID                 one queued message: envelope, states and headers\n"
                "  queue retry [ID]              make one (or every) queued message due now\n"
@@ -234,6 +236,24 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
       else return {"", "unknown option " + w[i]};
     }
     return build("dmarc.report", kv);
+  }
+  if (group == "ban" && verb == "list" && n == 2) return build("ban.list", {});
+  if (group == "ban" && verb == "remove" && n == 3) return build("ban.remove", {{"network", w[2]}});
+  if (group == "ban" && verb == "add" && n >= 3) {
+    std::vector<std::pair<std::string, std::string>> kv{{"network", w[2]}};
+    if ((n - 3) % 2 != 0) return {"", "each option takes a value"};
+    for (size_t i = 3; i + 1 < n; i += 2) {
+      if (w[i] == "--for") {
+        auto seconds = parse_lifetime(w[i + 1]);
+        if (!seconds || *seconds == "0") return {"", "--for takes days (7d), hours (12h) or minutes (30m)"};
+        kv.emplace_back("seconds", *seconds);
+      } else if (w[i] == "--reason") {
+        kv.emplace_back("reason", w[i + 1]);
+      } else {
+        return {"", "unknown option " + w[i]};
+      }
+    }
+    return build("ban.add", kv);
   }
   if (group == "app-password" && verb == "list" && n == 3) return build("app.list", {{"address", w[2]}});
   if (group == "app-password" && verb == "remove" && n == 4)

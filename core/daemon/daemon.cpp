@@ -94,6 +94,7 @@ bool Daemon::start(std::string& error) {
       if (stopping_ || !plugins_->current()) return snap;
       snap.binding = plugins_->current()->protocol(l.protocol);
       snap.tls = tls_;
+      if (plugins_->find_service("guard")) snap.admit = guard_admission(l);
       return snap;
     };
     listeners_.push_back(
@@ -326,6 +327,39 @@ void Daemon::on_control(const std::string& command, const ControlServer::Reply& 
   std::string word = command.substr(0, std::min(command.find_first_of(" \t"), size_t{32}));
   log_warning("control.unknown", {{"word", word}, {"length", std::to_string(command.size())}});
   reply(false, "unknown command (known: status, reload, and the admin commands of `postern --help`)");
+}
+
+// The "guard" service's say on a new connection (postern/guard.hpp): it
+// answers allow, denied or rate; track=1 asks to hear when it closes. A
+// guard that fails or does not answer in time lets the peer in (the
+// listener's own limits still hold): a broken plugin must not close the
+// server.
+Admission Daemon::guard_admission(const ListenerConfig& l) {
+  return [this, listener = l.name, protocol = l.protocol](const std::string& peer,
+                                                          std::function<void(AdmissionVerdict)> done) {
+    sdk::Record request;
+    request.add("peer", peer).add("listener", listener).add("protocol", protocol);
+    call_service(*plugins_, main_, "guard", "admit", request.encode(), std::chrono::seconds(5),
+                 [this, peer, listener, done](pst_status status, std::string_view reply) {
+                   auto r = sdk::Record::parse(reply);
+                   if (status != PST_OK || !r) {
+                     log_warning("guard.unavailable", {{"peer", peer}, {"reason", std::string(reply)}});
+                     return done(AdmissionVerdict{});
+                   }
+                   std::string verdict(r->get_or("verdict", "allow"));
+                   AdmissionVerdict v;
+                   v.allowed = verdict == "allow";
+                   v.why = verdict == "rate" ? PST_REFUSE_RATE : PST_REFUSE_DENIED;
+                   if (v.allowed && r->get_or("track", "0") == "1")
+                     v.release = [this, peer, listener] {
+                       sdk::Record release;
+                       release.add("peer", peer).add("listener", listener);
+                       call_service(*plugins_, main_, "guard", "release", release.encode(), std::chrono::seconds(5),
+                                    [](pst_status, std::string_view) {});
+                     };
+                   done(std::move(v));
+                 });
+  };
 }
 
 // "admin<TAB>method<TAB>key=value..." goes to the service

@@ -46,6 +46,7 @@ class Daemon {
   std::string status() const;
   void on_control(const std::string& command, const ControlServer::Reply& reply);
   void admin(const std::string& line, const ControlServer::Reply& reply);
+  Admission guard_admission(const ListenerConfig& listener);
 
   Config config_;
   boost::asio::io_context main_{1};

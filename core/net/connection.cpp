@@ -1,5 +1,7 @@
 #include "net/connection.hpp"
 
+#include <utility>
+
 #include "log/logger.hpp"
 #include "net/connection_registry.hpp"
 #include "runtime/notify_hub.hpp"
@@ -81,6 +83,8 @@ void Connection::start(bool admitted, pst_refuse_reason why) {
     log_event(PST_LOG_WARNING, "conn.refused",
               why == PST_REFUSE_PEER_FULL      ? "max_per_ip"
               : why == PST_REFUSE_SHUTTING_DOWN ? "shutting_down"
+              : why == PST_REFUSE_DENIED        ? "guard_denied"
+              : why == PST_REFUSE_RATE          ? "guard_rate"
                                                 : "max_connections");
     // The refusal is plaintext even on implicit-TLS listeners would be
     // garbage to a TLS client: only plaintext-start listeners get a line.
@@ -348,6 +352,7 @@ void Connection::finish() {
   }
   if (admitted_) {
     listener_->release(peer_addr_);
+    if (release_) std::exchange(release_, nullptr)();
     log_event(PST_LOG_INFO, "conn.close");
   }
   // Dropping the lease may retire the generation: never touch the plugin

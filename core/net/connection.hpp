@@ -47,6 +47,8 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   // admitted: the listener counted it in; otherwise the protocol may write
   // a refusal and the connection closes.
   void start(bool admitted, pst_refuse_reason why);
+  // Before start: runs once when an admitted connection ends.
+  void set_release(std::function<void()> release) { release_ = std::move(release); }
   // Thread-safe: asks the session to say goodbye, then closes.
   void request_shutdown();
 
@@ -102,6 +104,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   uint64_t id_;
   void* session_ = nullptr;
   bool admitted_ = false;
+  std::function<void()> release_;
 
   std::string peer_addr_, local_addr_;
   uint16_t peer_port_ = 0, local_port_ = 0;

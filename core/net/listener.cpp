@@ -74,7 +74,18 @@ void Listener::accept() {
       // Registered here, on main, before SIGTERM's "wait until empty" can
       // miss it.
       registry_.add(conn->id(), conn);
-      asio::post(loop, [conn, admitted, why] { conn->start(admitted, why); });
+      if (admitted && snap.admit) {
+        // The policy decides before the protocol says a word.
+        snap.admit(conn->peer(), [conn, state = state_, &loop](AdmissionVerdict v) {
+          if (!v.allowed) state->release(conn->peer());  // counted in above, never served
+          asio::post(loop, [conn, v = std::move(v)] {
+            if (v.allowed && v.release) conn->set_release(v.release);
+            conn->start(v.allowed, v.why);
+          });
+        });
+      } else {
+        asio::post(loop, [conn, admitted, why] { conn->start(admitted, why); });
+      }
     }
     accept();
   });

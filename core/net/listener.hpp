@@ -19,10 +19,22 @@ namespace postern::core {
 
 class ConnectionRegistry;
 
+// The admission policy's answer for one peer: allowed (and then, if
+// release is set, call it once the connection ends), or refused and why.
+struct AdmissionVerdict {
+  bool allowed = true;
+  pst_refuse_reason why = PST_REFUSE_DENIED;
+  std::function<void()> release;
+};
+// Asks the admission policy (the "guard" service) about a peer; done runs
+// once, on any thread.
+using Admission = std::function<void(const std::string& peer, std::function<void(AdmissionVerdict)> done)>;
+
 // What a new connection is served with, read when it is accepted.
 struct AcceptSnapshot {
   std::optional<ProtocolBinding> binding;
   std::shared_ptr<TlsStore> tls;
+  Admission admit;  // empty: no policy beyond the listener's limits
 };
 
 class Listener {

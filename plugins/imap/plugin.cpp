@@ -4,6 +4,7 @@
 // store through the SDK's StoreClient.
 #include "session.hpp"
 
+#include <postern/guard.hpp>
 #include <postern/sdk.hpp>
 #include <postern/store.hpp>
 
@@ -51,7 +52,7 @@ class Connection final : public ProtocolSession, public Io, public imap::Backend
  public:
   Connection(sdk::Connection conn, Host host, const Settings& settings, SessionCounter& counter, const ConnInfo& info)
       : ProtocolSession(conn), host_(host), store_(host, conn.handle()), settings_(settings), counter_(counter),
-        session_(config(settings, info), *this, *this, info.peer_addr) {}
+        peer_(info.peer_addr), session_(config(settings, info), *this, *this, info.peer_addr) {}
 
   void on_open(const ConnInfo& info) override { session_.open(info.tls_active); }
   bool on_data(std::string_view bytes) override {
@@ -107,6 +108,9 @@ class Connection final : public ProtocolSession, public Io, public imap::Backend
     return counter_.begin(account, settings_.max_sessions_per_account);
   }
   void session_ends(uint64_t account) override { counter_.end(account); }
+  void auth_attempt(const std::string& user, bool ok, std::function<void()> then) override {
+    GuardClient(host_, conn().handle()).report_auth(peer_, user, "imap", ok, std::move(then));
+  }
 
  private:
   void flush() {
@@ -128,6 +132,7 @@ class Connection final : public ProtocolSession, public Io, public imap::Backend
   StoreClient store_;
   const Settings& settings_;
   SessionCounter& counter_;
+  std::string peer_;
   std::string backlog_;
   bool full_ = false;
   std::vector<std::function<void()>> drained_;
@@ -164,6 +169,7 @@ class Plugin : public sdk::Plugin {
   }
 
   std::string refusal(std::string_view, pst_refuse_reason reason) override {
+    if (reason == PST_REFUSE_DENIED) return "* BYE access denied\r\n";
     return reason == PST_REFUSE_SHUTTING_DOWN ? "* BYE server shutting down, try again later\r\n"
                                               : "* BYE too many connections, try again later\r\n";
   }

@@ -196,13 +196,21 @@ void Session::check_append_quota() {
                 });
 }
 
+// Answers a failed login once the guard has heard of it (it may delay the
+// answer: tarpit); input waits meanwhile.
 void Session::login_failed(const std::string& tag, const std::string& text) {
-  done(tag, "NO", text);
-  if (++failed_logins_ >= kMaxFailedLogins) {
-    untagged("BYE too many failed logins");
-    closed_ = true;
-    io_.close();
-  }
+  wait();
+  backend_.auth_attempt(attempted_user_, false, [this, alive = std::weak_ptr<bool>(alive_), tag, text] {
+    if (alive.expired()) return;
+    done(tag, "NO", text);
+    if (++failed_logins_ >= kMaxFailedLogins) {
+      untagged("BYE too many failed logins");
+      closed_ = true;
+      io_.close();
+      return;
+    }
+    resume();
+  });
 }
 
 void Session::run(const std::string& tag, const std::string& name, Tokens args) {
@@ -340,6 +348,7 @@ void Session::login(const std::string& tag, const Tokens& args) {
   if (args.size() != 2 || !is_string(args[0]) || !is_string(args[1])) return done(tag, "BAD", "LOGIN user password");
   wait();
   std::string user = args[0].value;
+  attempted_user_ = user;
   backend_.call("auth", "verify",
                 Record().add("user", user).add("password", args[1].value).add("peer", peer_).add("protocol", "imap"),
                 [this, alive = std::weak_ptr<bool>(alive_), tag](Result<Record> r) {
@@ -348,8 +357,9 @@ void Session::login(const std::string& tag, const Tokens& args) {
                     bool temporary = r.error().retryable() || r.error().status == PST_ERR;
                     const std::string& why = r.error().message;
                     bool explained = !why.empty() && why != "authentication failed";
-                    if (temporary) done(tag, "NO", "[UNAVAILABLE] try again later");
-                    else login_failed(tag, "[AUTHENTICATIONFAILED] " + (explained ? why : "invalid credentials"));
+                    if (!temporary)
+                      return login_failed(tag, "[AUTHENTICATIONFAILED] " + (explained ? why : "invalid credentials"));
+                    done(tag, "NO", "[UNAVAILABLE] try again later");
                     return resume();
                   }
                   logged_in(tag, r->number("account").value_or(0), std::string(r->get_or("address", "")));
@@ -357,6 +367,12 @@ void Session::login(const std::string& tag, const Tokens& args) {
 }
 
 void Session::logged_in(const std::string& tag, uint64_t account, const std::string& address) {
+  backend_.auth_attempt(address, true, [this, alive = std::weak_ptr<bool>(alive_), tag, account, address] {
+    if (!alive.expired()) begin_session(tag, account, address);
+  });
+}
+
+void Session::begin_session(const std::string& tag, uint64_t account, const std::string& address) {
   if (!backend_.session_begins(account)) {
     done(tag, "NO", "[LIMIT] too many sessions for this account");
     return resume();
@@ -415,6 +431,7 @@ void Session::auth_step(std::string_view line) {
       scram_ = std::make_unique<sdk::sasl::ScramServer>();
       auto user = scram_->client_first(*decoded);
       if (!user) return fail("[AUTHENTICATIONFAILED] invalid SCRAM message");
+      attempted_user_ = *user;
       wait();
       backend_.call("auth", "scram", Record().add("user", *user),
                     [this, alive = std::weak_ptr<bool>(alive_), tag](Result<Record> r) {

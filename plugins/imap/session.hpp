@@ -60,6 +60,9 @@ class Backend {
   // An authenticated session for account begins / ends; false: too many.
   virtual bool session_begins(uint64_t account) = 0;
   virtual void session_ends(uint64_t account) = 0;
+  // Reports an authentication attempt (to the guard); then runs once the
+  // reply may go out (a failure's reply may be delayed: tarpit).
+  virtual void auth_attempt(const std::string& /*user*/, bool /*ok*/, std::function<void()> then) { then(); }
 };
 
 class Session {
@@ -96,6 +99,7 @@ class Session {
   void authenticate(const std::string& tag, const Tokens& args);
   void auth_step(std::string_view line);
   void logged_in(const std::string& tag, uint64_t account, const std::string& address);
+  void begin_session(const std::string& tag, uint64_t account, const std::string& address);
   // --- authenticated ---
   void select(const std::string& tag, const Tokens& args, bool read_only);
   void create(const std::string& tag, const Tokens& args);
@@ -150,6 +154,7 @@ class Session {
   uint64_t scram_account_ = 0;
   std::string scram_address_;
   int failed_logins_ = 0;
+  std::string attempted_user_;  // of the authentication under way, for the guard
   bool input_paused_ = false, drain_pending_ = false;
 };
 

@@ -6,6 +6,7 @@
 // scheduler takes it from there.
 #include "session.hpp"
 
+#include <postern/guard.hpp>
 #include <postern/sdk.hpp>
 #include <postern/queue.hpp>
 #include <postern/store.hpp>
@@ -98,6 +99,9 @@ class Connection final : public ProtocolSession, public Io, public Backend {
       done(sdk::scram::Verifier{r->salt, r->iterations, r->stored_key, r->server_key},
            AuthResult{AuthResult::ok, r->account.id, r->account.address});
     });
+  }
+  void auth_attempt(const std::string& user, bool ok, std::function<void()> then) override {
+    GuardClient(host_, conn().handle()).report_auth(peer_, user, "smtp", ok, std::move(then));
   }
   // The pipeline: one transaction for the connection's own stages
   // (connect, helo), a new one for each mail transaction.
@@ -218,6 +222,8 @@ class Plugin : public sdk::Plugin {
   }
 
   std::string refusal(std::string_view, pst_refuse_reason reason) override {
+    // RFC 5321 §3.1: 554 at the greeting refuses service for good.
+    if (reason == PST_REFUSE_DENIED) return "554 5.7.1 " + s_.hostname + " access denied\r\n";
     return reason == PST_REFUSE_SHUTTING_DOWN ? "421 4.3.2 " + s_.hostname + " shutting down\r\n"
                                               : "421 4.7.0 " + s_.hostname + " too many connections, try later\r\n";
   }

@@ -500,6 +500,27 @@ void Session::auth(const Command& c) {
   auth_continue(initial == "=" ? "" : initial);
 }
 
+// The end of an AUTH exchange: the reply, the log line, the session state.
+void Session::settle_auth(const AuthResult& r, const std::string& user) {
+  phase_ = Phase::command;
+  scram_.reset();
+  if (r.kind == AuthResult::ok) {
+    auth_account_ = r.account;
+    auth_address_ = r.address;
+    reply(235, "2.7.0", "authentication successful");
+    io_.log("smtp.auth_ok", {{"peer", peer_}, {"user", r.address}, {"mechanism", auth_mechanism_}});
+  } else if (r.kind == AuthResult::denied) {
+    // Beyond a plain failure, say why (told only to whoever got the
+    // password right: "use an app password", "enrol first").
+    bool explained = !r.reason.empty() && r.reason != "authentication failed";
+    error(535, "5.7.8", explained ? "authentication refused: " + r.reason : "authentication credentials invalid");
+    io_.log("auth.failed", {{"peer", peer_}, {"user", user}, {"protocol", "smtp"}, {"mechanism", auth_mechanism_}});
+  } else {
+    reply(454, "4.7.0", "temporary authentication failure");
+  }
+  resume();
+}
+
 void Session::auth_continue(std::string_view line) {
   auto abort = [this](int code, std::string_view enhanced, std::string_view text) {
     phase_ = Phase::command;
@@ -512,23 +533,13 @@ void Session::auth_continue(std::string_view line) {
 
   auto finish = [this, alive = std::weak_ptr<bool>(alive_)](AuthResult r, const std::string& user) {
     if (alive.expired()) return;
-    phase_ = Phase::command;
-    scram_.reset();
-    if (r.kind == AuthResult::ok) {
-      auth_account_ = r.account;
-      auth_address_ = r.address;
-      reply(235, "2.7.0", "authentication successful");
-      io_.log("smtp.auth_ok", {{"peer", peer_}, {"user", r.address}, {"mechanism", auth_mechanism_}});
-    } else if (r.kind == AuthResult::denied) {
-      // Beyond a plain failure, say why (told only to whoever got the
-      // password right: "use an app password", "enrol first").
-      bool explained = !r.reason.empty() && r.reason != "authentication failed";
-      error(535, "5.7.8", explained ? "authentication refused: " + r.reason : "authentication credentials invalid");
-      io_.log("auth.failed", {{"peer", peer_}, {"user", user}, {"protocol", "smtp"}, {"mechanism", auth_mechanism_}});
-    } else {
-      reply(454, "4.7.0", "temporary authentication failure");
+    if (r.kind != AuthResult::temporary) {
+      // The guard hears of it first; a failure's reply may wait (tarpit).
+      return backend_.auth_attempt(user, r.kind == AuthResult::ok, [this, alive, r, user] {
+        if (!alive.expired()) settle_auth(r, user);
+      });
     }
-    resume();
+    settle_auth(r, user);
   };
 
   if (auth_mechanism_ == "PLAIN") {

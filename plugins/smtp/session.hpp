@@ -112,6 +112,9 @@ class Backend {
   virtual void lookup(const std::string& address, std::function<void(Lookup)> done) = 0;
   virtual void authenticate(const std::string& user, const std::string& password, std::function<void(AuthResult)> done) = 0;
   virtual void scram(const std::string& user, std::function<void(std::optional<sdk::scram::Verifier>, AuthResult)> done) = 0;
+  // Reports an authentication attempt (to the guard); then runs once the
+  // reply may go out (a failure's reply may be delayed: tarpit).
+  virtual void auth_attempt(const std::string& /*user*/, bool /*ok*/, std::function<void()> then) { then(); }
   // mailbox: "" for INBOX, or "Junk" for a quarantined message.
   virtual void deliver(const Envelope& envelope, std::string message, const std::string& mailbox,
                        std::function<void(DeliverResult)> done) = 0;
@@ -152,6 +155,7 @@ class Session {
   void bdat(const Command& c);
   void auth(const Command& c);
   void auth_continue(std::string_view line);
+  void settle_auth(const AuthResult& r, const std::string& user);
   void auth_plain(const std::string& decoded);
   void starttls();
   void finish_message(std::string message);

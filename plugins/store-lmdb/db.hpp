@@ -49,6 +49,7 @@ enum class Table : unsigned {
   dkim_keys,      // H(domain) H(domain/selector) -> {domain, selector, algorithm, keys}
   dmarc_results,  // time (ms) | random -> one message's DMARC result (for aggregate reports)
   dmarc_index,    // H(policy domain) | time (ms) | random -> "" (a domain's results in time order)
+  bans,           // H(network) -> {network, until, offences, reason} (the guard's bans)
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

@@ -65,6 +65,7 @@ Record Store::verify(const Record&) {
   walk_directory(Table::domains, [](const Record&) {});
   walk_directory(Table::dkim_keys, [](const Record&) {});
   walk_directory(Table::dmarc_results, [](const Record&) {});
+  walk_directory(Table::bans, [](const Record&) {});
   walk_directory(Table::account_index, [&](const Record& r) {
     if (!accounts.count(num(r, "id"))) problem("address index points to missing account " + std::to_string(num(r, "id")));
   });
@@ -182,6 +183,8 @@ Store::Handler Store::find(std::string_view method) {
       {"dkim.keygen", &Store::dkim_keygen},       {"dkim.list", &Store::dkim_list},
       {"dkim.remove", &Store::dkim_remove},       {"dkim.signing_keys", &Store::dkim_signing_keys},
       {"dmarc.record", &Store::dmarc_record},     {"dmarc.records", &Store::dmarc_records},
+      {"ban.put", &Store::ban_put},               {"ban.list", &Store::ban_list},
+      {"ban.remove", &Store::ban_remove},
   };
   for (const auto& [name, handler] : kMethods)
     if (name == method) return handler;

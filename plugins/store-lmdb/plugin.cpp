@@ -324,6 +324,7 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
   if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver" ||
       method.starts_with("dmarc.") || method == "dkim.signing_keys")
     throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);
+  if (method.starts_with("ban.")) throw StoreError(PST_ERR_UNSUPPORTED, "bans are the guard plugin's: enable [plugins.guard]");
   Record out;
   try {
     out = (store_.get()->*handler)(req);

@@ -65,6 +65,11 @@ class Store {
   Record dmarc_record(const Record& r);   // time policy_domain ... [expire_before] -> dropped
   Record dmarc_records(const Record& r);  // domain since until (ms) -> result*
 
+  // --- the guard's bans (bans.cpp) ---
+  Record ban_put(const Record& r);     // network until offences reason -> the ban
+  Record ban_list(const Record& r);    // -> ban* (expired ones too: their offences count)
+  Record ban_remove(const Record& r);  // network -> removed(0|1)
+
   // --- mail ---
   Record mailbox_list(const Record& r);
   Record mailbox_create(const Record& r);

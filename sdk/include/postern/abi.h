@@ -174,7 +174,11 @@ typedef struct pst_conn_info_v1 {
 typedef enum pst_refuse_reason {
   PST_REFUSE_LISTENER_FULL = 1, /* max_connections reached */
   PST_REFUSE_PEER_FULL = 2,     /* max_per_ip reached */
-  PST_REFUSE_SHUTTING_DOWN = 3
+  PST_REFUSE_SHUTTING_DOWN = 3,
+  /* Since 1.2's guard: the "guard" service refused the peer before the
+   * greeting. A plugin that does not know a reason answers "busy". */
+  PST_REFUSE_DENIED = 4, /* a deny list or a ban: 554 / BYE, do not retry soon */
+  PST_REFUSE_RATE = 5    /* too many connections or too fast from the peer's network */
 } pst_refuse_reason;
 
 /* ------------------------------------------------------------------ */

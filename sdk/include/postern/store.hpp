@@ -54,6 +54,9 @@
 //                    keeps one message's DMARC result; results older than
 //                    expire_before are dropped
 //   dmarc.records    domain since until (ms) -> result* (those fields)
+//   ban.put          network until(unix s) offences reason -> the ban
+//   ban.list         -> ban* (network until offences reason; expired too)
+//   ban.remove       network -> removed(0|1)
 // "auth" service:
 //   verify           user password [peer protocol] -> account address
 //   scram            user -> account address salt iterations stored_key
