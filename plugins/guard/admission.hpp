@@ -2,7 +2,7 @@
 // the bans (kept in the store too, so they survive a restart).
 #pragma once
 
-#include "network.hpp"
+#include <postern/network.hpp>
 
 #include <cstdint>
 #include <map>
@@ -12,6 +12,8 @@
 #include <vector>
 
 namespace postern::guard {
+
+using namespace postern::sdk::net;
 
 struct Ban {
   std::string network;   // "203.0.113.5/32", "2001:db8::/64"

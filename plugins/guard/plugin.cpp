@@ -37,19 +37,6 @@ std::string utc(uint64_t s) {
   return buf;
 }
 
-std::vector<Network> networks(Config cfg, std::string_view key) {
-  std::vector<Network> out;
-  for (const std::string& text : cfg.strings(key)) {
-    if (auto n = parse_network(text)) out.push_back(*n);
-    else cfg[key].error("not an address or CIDR network: " + text);
-  }
-  return out;
-}
-
-bool any_contains(const std::vector<Network>& list, const Address& a) {
-  return std::any_of(list.begin(), list.end(), [&](const Network& n) { return n.contains(a); });
-}
-
 struct Lists {
   std::vector<Network> allow, deny;
 };
@@ -62,12 +49,12 @@ class Plugin : public sdk::Plugin {
     cfg.allow_keys({"allow", "deny", "listeners", "ipv4_prefix", "ipv6_prefix", "max_connections_per_ip",
                     "max_connections_per_network", "max_connection_rate", "rate_window", "auth_failures",
                     "auth_window", "account_failures", "ban_time", "ban_time_max", "tarpit", "tarpit_max"});
-    global_ = Lists{networks(cfg, "allow"), networks(cfg, "deny")};
+    global_ = Lists{config_networks(cfg, "allow"), config_networks(cfg, "deny")};
     Config per = cfg["listeners"];
     for (size_t i = 0; i < per.size(); ++i) {
       Config l = per[per.key_at(i)];
       l.allow_keys({"allow", "deny"});
-      listeners_[std::string(per.key_at(i))] = Lists{networks(l, "allow"), networks(l, "deny")};
+      listeners_[std::string(per.key_at(i))] = Lists{config_networks(l, "allow"), config_networks(l, "deny")};
     }
     int v4 = static_cast<int>(cfg.integer("ipv4_prefix", 24, 8, 32));
     int v6 = static_cast<int>(cfg.integer("ipv6_prefix", 64, 16, 128));

@@ -7,6 +7,7 @@
 
 #include <postern/abi.h>
 #include <postern/base64.hpp>
+#include <postern/network.hpp>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -28,22 +29,9 @@ using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
 
 // RFC 6376 §3.1: a selector is dot-separated labels; ours are lower case.
 std::optional<std::string> normalise_selector(std::string_view s) {
-  std::string out;
-  size_t label = 0;
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '.') {
-      if (label == 0) return std::nullopt;
-      label = 0;
-    } else if (std::isalnum(u) || c == '-' || c == '_') {
-      if (++label > 63) return std::nullopt;
-    } else {
-      return std::nullopt;
-    }
-    out += static_cast<char>(std::tolower(u));
-  }
-  if (out.empty() || label == 0 || out.size() > 200) return std::nullopt;
-  return out;
+  auto name = sdk::net::dns_name(s, true);
+  if (!name || name->size() > 200) return std::nullopt;
+  return name;
 }
 
 struct Generated {

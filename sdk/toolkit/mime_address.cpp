@@ -2,6 +2,7 @@
 #include "mime_text.hpp"
 
 #include <postern/mime.hpp>
+#include <postern/network.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -192,28 +193,6 @@ std::vector<Address> parse_addresses(std::string_view value, size_t max) {
 
 namespace {
 
-// A host name as DNS has it (letters, digits, hyphens; labels of 1 to 63;
-// at most 253 in all), lower-cased; nullopt for anything else (literals,
-// quoted strings, bytes that could smuggle text into a header or report).
-std::optional<std::string> host_name(std::string_view s) {
-  if (s.empty() || s.size() > 253) return std::nullopt;
-  std::string out;
-  size_t label = 0;
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '.') {
-      if (label == 0) return std::nullopt;
-      label = 0;
-    } else if (std::isalnum(u) || c == '-') {
-      if (++label > 63) return std::nullopt;
-    } else {
-      return std::nullopt;
-    }
-    out += static_cast<char>(std::tolower(u));
-  }
-  if (label == 0) return std::nullopt;
-  return out;
-}
 
 }  // namespace
 
@@ -240,7 +219,7 @@ std::optional<std::string> author_domain(std::string_view message) {
   std::optional<std::string> domain;
   for (const Address& a : parse_addresses(*from, 1000)) {
     if (!a.host) continue;  // group markers
-    auto name = host_name(*a.host);
+    auto name = net::dns_name(*a.host);  // no literals, quoted strings or stray bytes
     if (!name || (domain && *domain != *name)) return std::nullopt;
     domain = name;
   }

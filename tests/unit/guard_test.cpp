@@ -1,9 +1,10 @@
 #include "admission.hpp"
-#include "network.hpp"
+#include <postern/network.hpp>
 
 #include <doctest/doctest.h>
 
 using namespace postern::guard;
+using namespace postern::sdk::net;
 
 TEST_CASE("guard networks: IPv4 - IPv6 - mapped addresses and prefixes") {
   auto n = parse_network("192.0.2.77/24");

@@ -1,10 +1,11 @@
-#include "network.hpp"
+#include <postern/network.hpp>
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <cstring>
 
-namespace postern::guard {
+namespace postern::sdk::net {
 
 std::string Address::str() const {
   char buf[INET6_ADDRSTRLEN] = {};
@@ -55,4 +56,24 @@ std::optional<Network> parse_network(std::string_view text) {
   return network_of(*a, prefix);
 }
 
-}  // namespace postern::guard
+std::optional<std::string> dns_name(std::string_view s, bool underscore) {
+  if (s.empty() || s.size() > 253) return std::nullopt;
+  std::string out;
+  size_t label = 0;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '.') {
+      if (label == 0) return std::nullopt;
+      label = 0;
+    } else if (std::isalnum(u) || c == '-' || (underscore && c == '_')) {
+      if (++label > 63) return std::nullopt;
+    } else {
+      return std::nullopt;
+    }
+    out += static_cast<char>(std::tolower(u));
+  }
+  if (label == 0) return std::nullopt;
+  return out;
+}
+
+}  // namespace postern::sdk::net
