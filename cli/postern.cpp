@@ -39,7 +39,8 @@ void usage() {
                "  alias remove SOURCE\n"
                "  alias list\n"
                "  quota set ADDRESS SIZE        SIZE in bytes, or with K, M or G; 0 = no limit\n"
-               "  quota show ADDRESS\n"
+               "  quota show ADDRESS            storage used and its limit\n"
+               "  quota usage ADDRESS           sending (messages, recipients per hour and day) and storage\n"
                "  keys new FILE                 write a new random master key to FILE (mode 0600; no daemon needed)\n"
                "  keys rotate                   rewrap every key under a new master key\n"
                "  store verify                  check every record, reference and quota counter\n"
@@ -201,6 +202,7 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
     return build("quota.set", {{"address", w[2]}, {"bytes", *size}});
   }
   if (group == "quota" && verb == "show" && n == 3) return build("quota.get", {{"address", w[2]}});
+  if (group == "quota" && verb == "usage" && n == 3) return build("limits.usage", {{"address", w[2]}});
   if (group == "keys" && verb == "rotate" && n == 2) return build("keys.rotate", {});
   if (group == "queue" && verb == "list" && n == 2) return build("queue.list", {});
   if (group == "queue" && (verb == "show" || verb == "delete") && n == 3) return build("queue." + verb, {{"id", w[2]}});

@@ -50,6 +50,14 @@ uint64_t Counters::get(const std::string& key) const {
   return it == entries_.end() || it->second.expires <= now_() ? 0 : it->second.count;
 }
 
+milliseconds Counters::left(const std::string& key) const {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(key);
+  auto now = now_();
+  if (it == entries_.end() || it->second.expires <= now) return milliseconds(0);
+  return std::chrono::ceil<milliseconds>(it->second.expires - now);
+}
+
 bool Counters::set_nx(const std::string& key, milliseconds ttl) {
   std::lock_guard lock(mutex_);
   if (live(key)) return false;
@@ -80,7 +88,7 @@ void Counters::handle(std::string_view method, std::string_view request,
     if (window.count() <= 0 || window > kMax) return reply(PST_ERR_INVALID, "window_ms: 1 ms to a year");
     return reply(PST_OK, sdk::Record().add("count", incr(key, window, r->number("by").value_or(1))).encode());
   }
-  if (method == "get") return reply(PST_OK, sdk::Record().add("count", get(key)).encode());
+  if (method == "get") return reply(PST_OK, sdk::Record().add("count", get(key)).add("ttl_ms", left(key).count()).encode());
   if (method == "set_nx") {
     auto ttl = ms("ttl_ms");
     if (ttl.count() <= 0 || ttl > kMax) return reply(PST_ERR_INVALID, "ttl_ms: 1 ms to a year");

@@ -28,12 +28,14 @@ class Counters : public BuiltinService {
   // (a new window starts at zero); returns the count.
   uint64_t incr(const std::string& key, std::chrono::milliseconds window, uint64_t by = 1);
   uint64_t get(const std::string& key) const;
+  // The time until key's window or lifetime ends; 0 when absent.
+  std::chrono::milliseconds left(const std::string& key) const;
   // Sets key for ttl if it is not set; true if this call set it.
   bool set_nx(const std::string& key, std::chrono::milliseconds ttl);
   void erase(const std::string& key);
   size_t size() const;
 
-  // incr key window_ms [by] -> count | get key -> count | set_nx key ttl_ms -> set | del key
+  // incr key window_ms [by] -> count | get key -> count ttl_ms | set_nx key ttl_ms -> set | del key
   void handle(std::string_view method, std::string_view request,
               std::function<void(pst_status, std::string)> reply) override;
 

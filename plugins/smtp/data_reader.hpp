@@ -27,12 +27,18 @@ class DataReader {
   bool bare_newline() const { return bare_; }
   uint64_t size() const { return seen_; }
   std::string take() { return std::move(data_); }
+  // What is kept so far (for checks while it streams); drop() keeps no more.
+  std::string_view kept() const { return data_; }
+  void drop() {
+    dropped_ = true;
+    std::string().swap(data_);
+  }
 
  private:
   enum class State { line_start, dot, dot_cr, line, cr, done };
 
   void put(char c) {
-    if (++seen_ <= max_) {
+    if (++seen_ <= max_ && !dropped_) {
       data_ += c;
     } else if (!data_.empty()) {
       std::string().swap(data_);  // refused anyway: give the memory back now
@@ -93,7 +99,7 @@ class DataReader {
 
   uint64_t max_;
   uint64_t seen_ = 0;
-  bool bare_ = false;
+  bool bare_ = false, dropped_ = false;
   State state_ = State::line_start;
   std::string data_;
 };

@@ -7,6 +7,7 @@
 #include "session.hpp"
 
 #include <postern/guard.hpp>
+#include <postern/limits.hpp>
 #include <postern/sdk.hpp>
 #include <postern/queue.hpp>
 #include <postern/store.hpp>
@@ -31,7 +32,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
  public:
   Connection(sdk::Connection conn, Host host, const Settings& settings, const ConnInfo& info)
       : ProtocolSession(conn), host_(host), store_(host, conn.handle()), queue_(host, conn.handle()),
-        peer_(info.peer_addr),
+        peer_(info.peer_addr), listener_(info.listener),
         hostname_(settings.hostname), session_(config(settings, info), *this, *this, info.peer_addr), pause_(mode(info) == Mode::mx
                                                                                    ? settings.greet_pause
                                                                                    : std::chrono::milliseconds(0)) {}
@@ -102,6 +103,10 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   }
   void auth_attempt(const std::string& user, bool ok, std::function<void()> then) override {
     GuardClient(host_, conn().handle()).report_auth(peer_, user, "smtp", ok, std::move(then));
+  }
+  void message_limits(const std::string& account,
+                      std::function<void(std::optional<sdk::MessageLimits>)> done) override {
+    LimitsClient(host_, conn().handle()).message(listener_, account, std::move(done));
   }
   // The pipeline: one transaction for the connection's own stages
   // (connect, helo), a new one for each mail transaction.
@@ -185,7 +190,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   Host host_;
   StoreClient store_;
   QueueClient queue_;
-  std::string peer_, hostname_;
+  std::string peer_, listener_, hostname_;
   std::unique_ptr<Pipeline> connection_pipe_, mail_pipe_;
   Session session_;
   std::chrono::milliseconds pause_;

@@ -18,7 +18,7 @@ bool is_digits(std::string_view s) {
 }  // namespace
 
 Session::Session(SessionConfig config, Io& io, Backend& backend, std::string peer)
-    : config_(std::move(config)), io_(io), backend_(backend), peer_(std::move(peer)) {}
+    : config_(std::move(config)), io_(io), backend_(backend), peer_(std::move(peer)), txn_limits_(config_.limits) {}
 
 // --- replies ---
 
@@ -142,6 +142,7 @@ void Session::process() {
     if (phase_ == Phase::data) {
       size_t used = reader_->feed(input_);
       input_.erase(0, used);
+      if (!mime_limits_.scan(reader_->kept(), reader_->done())) reader_->drop();  // refused: keep nothing more
       if (!reader_->done()) break;
       io_.set_timeout(config_.limits.command_timeout);
       phase_ = Phase::command;
@@ -152,6 +153,10 @@ void Session::process() {
       } else if (reader_->too_big()) {
         reply(552, "5.3.4", "message size exceeds fixed maximum message size");
         reset_transaction();
+      } else if (!mime_limits_.violation().empty()) {
+        reply(552, "5.3.4", mime_limits_.violation());
+        io_.log("smtp.limit", {{"peer", peer_}, {"user", auth_address_}, {"reason", mime_limits_.violation()}});
+        reset_transaction();
       } else {
         finish_message(reader_->take());
       }
@@ -161,8 +166,19 @@ void Session::process() {
     if (phase_ == Phase::bdat) {
       size_t n = static_cast<size_t>(std::min<uint64_t>(bdat_left_, input_.size()));
       if (bdat_error_ == BdatError::none) {
-        if (bdat_data_.size() + n > config_.limits.max_message_size) bdat_error_ = BdatError::too_big;
-        else bdat_data_.append(input_, 0, n);  // too big: keep reading, keep nothing
+        if (bdat_data_.size() + n > txn_limits_.max_message_size) {
+          bdat_error_ = BdatError::too_big;  // keep reading, keep nothing
+          too_big_ = "message size exceeds fixed maximum message size";
+          std::string().swap(bdat_data_);
+        } else {
+          bdat_data_.append(input_, 0, n);
+          if (!mime_limits_.scan(bdat_data_, bdat_last_ && bdat_left_ == n)) {
+            bdat_error_ = BdatError::too_big;
+            too_big_ = mime_limits_.violation();
+            io_.log("smtp.limit", {{"peer", peer_}, {"user", auth_address_}, {"reason", too_big_}});
+            std::string().swap(bdat_data_);
+          }
+        }
       }
       input_.erase(0, n);
       bdat_left_ -= n;
@@ -182,7 +198,7 @@ void Session::process() {
           reset_transaction();
           break;
         case BdatError::too_big:
-          reply(552, "5.3.4", "message size exceeds fixed maximum message size");
+          reply(552, "5.3.4", too_big_);
           if (bdat_last_) reset_transaction();
           break;
         case BdatError::none:
@@ -356,15 +372,29 @@ void Session::mail(const Command& c) {
       resume();
     });
   };
+  // This transaction's limits: the listener's, with the limits service's
+  // answer for the account; a SIZE over them is refused before the stage.
+  auto limited = [this, p, start, alive = std::weak_ptr<bool>(alive_)] {
+    backend_.message_limits(auth_address_, [this, p, start, alive](std::optional<sdk::MessageLimits> m) {
+      if (alive.expired()) return;
+      apply_limits(m);
+      if (p.params.size && *p.params.size > txn_limits_.max_message_size) {
+        error(552, "5.3.4", "message size exceeds the limit of " + std::to_string(txn_limits_.max_message_size) +
+                                " bytes for this sender");
+        return resume();
+      }
+      start();
+    });
+  };
   if (config_.mode == Mode::mx) {
     wait();
-    return start();
+    return limited();
   }
   // Submission: the envelope sender must be the account or one of its aliases.
   wait();
-  backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), start](Lookup l) {
+  backend_.lookup(p.address.str(), [this, alive = std::weak_ptr<bool>(alive_), limited](Lookup l) {
     if (alive.expired()) return;
-    if (l.kind == Lookup::local && l.account == auth_account_) return start();  // resumes when the stage ends
+    if (l.kind == Lookup::local && l.account == auth_account_) return limited();  // resumes when the stage ends
     if (l.kind == Lookup::temporary) {
       reply(451, "4.3.0", "temporary failure checking the sender; try again");
     } else {
@@ -377,7 +407,7 @@ void Session::mail(const Command& c) {
 
 void Session::rcpt(const Command& c) {
   if (!in_transaction_) return error(503, "5.5.1", "need MAIL before RCPT");
-  if (envelope_.rcpts.size() >= config_.limits.max_recipients) return reply(452, "4.5.3", "too many recipients");
+  if (envelope_.rcpts.size() >= txn_limits_.max_recipients) return reply(452, "4.5.3", "too many recipients");
   PathResult p = parse_path_command(c.args, false);
   if (p.error == PathError::bad_parameter) return error(555, "5.5.4", "unsupported parameter " + p.detail);
   if (p.error == PathError::source_route) return error(550, "5.7.1", "source routes are not accepted");
@@ -444,7 +474,8 @@ void Session::data(const Command& c) {
   if (envelope_.rcpts.empty()) return error(554, "5.5.1", "no valid recipients");
   if (bdat_used_) return error(503, "5.5.1", "DATA after BDAT in one transaction");
   reply(354, "", "end data with <CR><LF>.<CR><LF>");
-  reader_ = std::make_unique<DataReader>(config_.limits.max_message_size);
+  reader_ = std::make_unique<DataReader>(txn_limits_.max_message_size);
+  mime_limits_ = MimeLimits(txn_limits_.max_header_size, txn_limits_.max_part_size);
   phase_ = Phase::data;
   io_.set_timeout(config_.limits.data_timeout);
 }
@@ -600,6 +631,19 @@ std::string Session::protocol_name() const {
   if (secure()) base += "S";
   if (auth_account_) base += "A";
   return base;
+}
+
+// The listener's message size stays the ceiling (EHLO advertised it); the
+// service's recipients, header and part limits replace the listener's.
+void Session::apply_limits(const std::optional<sdk::MessageLimits>& m) {
+  txn_limits_ = config_.limits;
+  if (m) {
+    if (m->max_message_size) txn_limits_.max_message_size = std::min(txn_limits_.max_message_size, m->max_message_size);
+    if (m->max_recipients) txn_limits_.max_recipients = static_cast<uint32_t>(std::min<uint64_t>(m->max_recipients, 1'000'000));
+    txn_limits_.max_header_size = m->max_header_size;
+    txn_limits_.max_part_size = m->max_part_size;
+  }
+  mime_limits_ = MimeLimits(txn_limits_.max_header_size, txn_limits_.max_part_size);
 }
 
 void Session::finish_message(std::string message) {

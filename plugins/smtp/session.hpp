@@ -7,7 +7,9 @@
 
 #include "command.hpp"
 #include "data_reader.hpp"
+#include "mime_limits.hpp"
 
+#include <postern/limits.hpp>
 #include <postern/sasl.hpp>
 
 #include <chrono>
@@ -25,6 +27,8 @@ enum class Mode { mx, submission, submissions };
 struct Limits {
   uint64_t max_message_size = 25u << 20;
   uint32_t max_recipients = 100;
+  uint64_t max_header_size = 0;  // each header block; 0: none (the limits service sets them)
+  uint64_t max_part_size = 0;    // each MIME part's body
   uint32_t max_errors = 10;            // then 421 and close
   uint32_t max_commands_before_mail = 20;  // NOOP/RSET/VRFY/HELP/EHLO... without a transaction
   uint32_t max_line = 1000;            // command lines, CRLF included (RFC 5321 §4.5.3.1.4)
@@ -115,6 +119,12 @@ class Backend {
   // Reports an authentication attempt (to the guard); then runs once the
   // reply may go out (a failure's reply may be delayed: tarpit).
   virtual void auth_attempt(const std::string& /*user*/, bool /*ok*/, std::function<void()> then) { then(); }
+  // The limits service's answer for a transaction of this account ("" when
+  // not logged in); nullopt: the session's own limits apply.
+  virtual void message_limits(const std::string& /*account*/,
+                              std::function<void(std::optional<sdk::MessageLimits>)> done) {
+    done(std::nullopt);
+  }
   // mailbox: "" for INBOX, or "Junk" for a quarantined message.
   virtual void deliver(const Envelope& envelope, std::string message, const std::string& mailbox,
                        std::function<void(DeliverResult)> done) = 0;
@@ -159,6 +169,7 @@ class Session {
   void auth_plain(const std::string& decoded);
   void starttls();
   void finish_message(std::string message);
+  void apply_limits(const std::optional<sdk::MessageLimits>& m);
   void deliver_message(const std::string& message, const std::string& mailbox);
   void greet_client(const std::string& helo, bool extended);
   bool refused(const StageVerdict& v);
@@ -196,6 +207,9 @@ class Session {
   int conn_disposition_ = 0;  // the same from connect/helo, for every message
   Envelope envelope_;
   std::unique_ptr<DataReader> reader_;
+  Limits txn_limits_;        // this transaction's: the listener's, with the limits service's answer
+  MimeLimits mime_limits_;   // header and part sizes of the message streaming in
+  std::string too_big_;      // why a BDAT message is refused (size, header or part)
   enum class BdatError { none, syntax, no_transaction, no_recipients, too_big };
   uint64_t bdat_left_ = 0;
   bool bdat_last_ = false, bdat_used_ = false;

@@ -443,6 +443,32 @@ argon2_iterations = 1
 """
 
 
+TLS_TOML = """
+[[tls.certificate]]
+cert = "@DIR@/mx.pem"
+key = "@DIR@/mx.key"
+"""
+
+
+def listener_toml(name, protocol, tls=None, address="127.0.0.1"):
+    """A [listeners.NAME] section on a free port."""
+    text = '\n[listeners.%s]\naddress = "%s"\nport = 0\nprotocol = "%s"\n' % (name, address, protocol)
+    return text + ('tls = "%s"\n' % tls if tls else "")
+
+
+def start_daemon(test, config, hostname="mx.example.net"):
+    """Starts a daemon with a master key and a certificate for hostname
+    (TLS_TOML's files); returns (daemon, pki, probe client)."""
+    daemon = Daemon(test, config)
+    daemon.write_master_key()
+    pki = Pki(daemon.dir)
+    pki.issue("mx", [hostname, "127.0.0.1"])
+    daemon.start()
+    probe = Probe(daemon.port("probe"))
+    test.addCleanup(probe.close)
+    return daemon, pki, probe
+
+
 def local_address():
     """A non-loopback IPv4 address of this machine (traffic to it stays here), or None."""
     out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()

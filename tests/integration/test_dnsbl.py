@@ -7,7 +7,8 @@ a resolver that never answers leaves mail accepted and a log line."""
 import smtplib
 import socket
 
-from harness import PROBE_TOML, STORE_TOML, Daemon, Nsd, Pki, Probe, decode_record, dns_toml, main
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Nsd, decode_record, dns_toml, listener_toml, main,
+                     start_daemon)
 import unittest
 
 ZONE = """$ORIGIN bl.test.
@@ -40,11 +41,7 @@ codes = ["127.0.1.2", "127.0.1.4"]
 weight = 5
 """
 
-CONFIG = PROBE_TOML + STORE_TOML + """
-[listeners.mx]
-address = "127.0.0.1"
-port = 0
-protocol = "smtp"
+CONFIG = PROBE_TOML + STORE_TOML + listener_toml("mx", "smtp") + """
 
 [pipeline]
 order = ["dnsbl"]
@@ -61,17 +58,7 @@ allow = ["127.0.0.5"]
 timeout = "@TIMEOUT@"
 """ + LISTS
 
-SUBMISSION = """
-[[tls.certificate]]
-cert = "@DIR@/mx.pem"
-key = "@DIR@/mx.key"
-
-[listeners.submission]
-address = "127.0.0.1"
-port = 0
-protocol = "submission"
-tls = "starttls"
-"""
+SUBMISSION = TLS_TOML + listener_toml("submission", "submission", tls="starttls")
 
 HTML_WITH_LINK = (b"From: Shop <news@shop.example>\r\nTo: bob@example.net\r\nSubject: offer\r\n"
                   b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
@@ -92,13 +79,7 @@ class Blocklists(unittest.TestCase):
 
     def start(self, dns, extra=""):
         config = CONFIG.replace("@AT@", self.at).replace("@TIMEOUT@", self.timeout) + dns + extra
-        self.daemon = Daemon(self, config)
-        self.daemon.write_master_key()
-        self.pki = Pki(self.daemon.dir)
-        self.pki.issue("mx", ["mx.example.net", "127.0.0.1"])
-        self.daemon.start()
-        self.probe = Probe(self.daemon.port("probe"))
-        self.addCleanup(self.probe.close)
+        self.daemon, self.pki, self.probe = start_daemon(self, config)
         self.daemon.admin("domain", "add", "example.net")
         self.daemon.admin("user", "add", "bob@example.net", stdin="bob's long password\n")
         self.bob = int(self.probe.ok("store", "resolve", [("address", "bob@example.net")])["account"][0])
@@ -173,7 +154,7 @@ class AtConnect(Blocklists):
 
     def setUp(self):
         self.nsd = Nsd(self, "bl.test", ZONE)
-        self.start(dns_toml(self.nsd.port), '\n[listeners.mx6]\naddress = "::1"\nport = 0\nprotocol = "smtp"\n')
+        self.start(dns_toml(self.nsd.port), listener_toml("mx6", "smtp", address="::1"))
 
     def greeting(self, family, address, port, source):
         with socket.socket(family) as s:

@@ -16,7 +16,9 @@ TEST_CASE("counters: windows restart at zero - set_nx holds for its lifetime - m
   CHECK(c.incr("fail:192.0.2.1", seconds(60), 4) == 5);
   t += seconds(59);
   CHECK(c.get("fail:192.0.2.1") == 5);
+  CHECK(c.left("fail:192.0.2.1") == seconds(1));  // what "try again in ..." is made of
   t += seconds(1);
+  CHECK(c.left("fail:192.0.2.1") == milliseconds(0));
   CHECK(c.get("fail:192.0.2.1") == 0);
   CHECK(c.incr("fail:192.0.2.1", seconds(60)) == 1);  // a new window
   CHECK(c.set_nx("once", seconds(10)));

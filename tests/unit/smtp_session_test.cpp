@@ -70,6 +70,14 @@ struct FakeBackend : Backend {
   }
   std::vector<std::string> added_headers() override { return headers; }
   void transaction_done() override { ++transactions_done; }
+  // The limits service's answer, and who it was asked about.
+  std::optional<postern::sdk::MessageLimits> limits;
+  std::vector<std::string> limits_asked;
+  void message_limits(const std::string& account,
+                      std::function<void(std::optional<postern::sdk::MessageLimits>)> done) override {
+    limits_asked.push_back(account);
+    done(limits);
+  }
 };
 
 struct Harness {
@@ -284,6 +292,38 @@ TEST_CASE("limits: size (DATA and BDAT) - recipients - line length - errors - id
     for (int i = 0; i < 21; ++i) out += h.send("NOOP\r\n");
     CHECK(out.ends_with("421 4.7.0 mx.example.org too many commands without a transaction, closing\r\n"));
   }
+}
+
+TEST_CASE("limits service: per transaction - size stays under the listener's - header and part sizes while streaming") {
+  Harness h;
+  h.backend.limits = postern::sdk::MessageLimits{1 << 20, 200, 120, 1};
+  h.send("EHLO c.example\r\n");
+  CHECK(h.send("MAIL FROM:<s@r.example> SIZE=2000000\r\n") ==
+        "552 5.3.4 message size exceeds the limit of 1048576 bytes for this sender\r\n");
+  CHECK(h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n") ==
+        "250 2.1.0 sender OK\r\n250 2.1.5 recipient OK\r\n452 4.5.3 too many recipients\r\n");
+  CHECK(h.backend.limits_asked == std::vector<std::string>{"", ""});  // each MAIL asks; not logged in
+  // A header block over 200 bytes: refused at the end, nothing kept.
+  std::string header = "From: a@r.example\r\nX-Long: " + std::string(200, 'h') + "\r\n\r\nbody\r\n";
+  CHECK(h.send("DATA\r\n" + header + ".\r\n") ==
+        "354 end data with <CR><LF>.<CR><LF>\r\n552 5.3.4 message header exceeds the limit of 200 bytes\r\n");
+  // A part of a multipart over 120 bytes, over BDAT in two chunks.
+  std::string multipart = "Content-Type: multipart/mixed;\r\n boundary=\"xy\"\r\n\r\n--xy\r\n\r\nsmall\r\n--xy\r\n"
+                          "Content-Type: application/octet-stream\r\n\r\n" + std::string(150, 'A') + "\r\n--xy--\r\n";
+  h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\n");
+  CHECK(h.send("BDAT 60\r\n" + multipart.substr(0, 60)) == "250 2.0.0 chunk accepted\r\n");
+  CHECK(h.send("BDAT " + std::to_string(multipart.size() - 60) + " LAST\r\n" + multipart.substr(60)) ==
+        "552 5.3.4 a MIME part exceeds the limit of 120 bytes\r\n");
+  // Parts under the limit pass, each counted on its own.
+  h.backend.limits = postern::sdk::MessageLimits{0, 0, 160, 0};
+  h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\n");
+  CHECK(h.send("DATA\r\n" + multipart + ".\r\n").ends_with("250 2.0.0 queued\r\n"));
+  CHECK(h.backend.delivered.size() == 1);
+  // Without the service: the listener's own limits (none for parts).
+  h.backend.limits.reset();
+  h.send("MAIL FROM:<s@r.example>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\n");
+  CHECK(h.send("DATA\r\n" + multipart + ".\r\n").ends_with("250 2.0.0 queued\r\n"));
+  CHECK(h.backend.delivered.size() == 2);
 }
 
 TEST_CASE("submission: AUTH PLAIN - LOGIN and SCRAM-SHA-256 - sender must be the account's") {
