@@ -78,6 +78,16 @@ pst_conn_info_v1 Connection::info() const {
 }
 
 void Connection::start(bool admitted, pst_refuse_reason why) {
+  if (state_ != State::open) {
+    // Closed (a shutdown or drain deadline) while the admission was being
+    // decided: finish() never counted it as admitted, so what was taken
+    // for it is given back here, and no session opens on a dead binding.
+    if (admitted) {
+      listener_->release(peer_addr_);
+      if (release_) std::exchange(release_, nullptr)();
+    }
+    return;
+  }
   admitted_ = admitted;
   if (!admitted) {
     log_event(PST_LOG_WARNING, "conn.refused",

@@ -29,15 +29,20 @@ bool starts_with_nocase(std::string_view s, std::string_view prefix) {
 }  // namespace
 
 bool List::listed(std::string_view answer) const {
-  if (!codes.empty()) return std::find(codes.begin(), codes.end(), answer) != codes.end();
   in_addr a{};
   if (inet_pton(AF_INET, std::string(answer).c_str(), &a) != 1) return false;
   auto* b = reinterpret_cast<const uint8_t*>(&a.s_addr);
   if (b[0] != 127) return false;
+  // Answers that are the list refusing to answer, never a listing, whatever
+  // codes or mask say: 127.0.0.1 (RFC 5782 §5: never listed; URIBL and
+  // SURBL send it to blocked resolvers), 127.255.255.x (Spamhaus: blocked
+  // or public resolver, bad query) and 127.0.1.255 (DBL: an IP queried).
+  bool refusal = (b[1] == 0 && b[2] == 0 && b[3] == 1) || (b[1] == 255 && b[2] == 255) ||
+                 (b[1] == 0 && b[2] == 1 && b[3] == 255);
+  if (refusal) return false;
+  if (!codes.empty()) return std::find(codes.begin(), codes.end(), answer) != codes.end();
   if (mask) return (b[3] & mask) != 0;
-  // 127.255.255.x: the list refusing the query (RFC 5782 §2.3 leaves it
-  // open; Spamhaus uses it for "blocked resolver"): not a listing.
-  return !(b[1] == 255 && b[2] == 255);
+  return true;
 }
 
 std::optional<std::string> ip_query(std::string_view address, std::string_view zone) {
@@ -55,7 +60,9 @@ std::optional<std::string> ip_query(std::string_view address, std::string_view z
       out += '.';
     }
   }
-  return out + std::string(zone);
+  out += zone;
+  if (out.size() > 253) return std::nullopt;  // a zone too long for a query; configuration refuses it
+  return out;
 }
 
 std::optional<std::string> domain_query(std::string_view domain, std::string_view zone) {
@@ -78,28 +85,34 @@ std::vector<std::string> uri_hosts(std::string_view text, size_t max) {
     bool word_start = i == 0 || !(std::isalnum(static_cast<unsigned char>(text[i - 1])) || text[i - 1] == '.');
     if (!skip && word_start && starts_with_nocase(rest, "www.")) skip = 0;
     if (!skip) continue;
-    std::string_view host = rest.substr(*skip);
-    // The host ends where host-name characters do (a user@ before it is skipped below).
+    // At most 512 bytes are read for one host: text full of "http://" stays linear.
+    std::string_view host = rest.substr(*skip, 512);
+    // userinfo ("user:password@") is skipped when an @ comes before the
+    // path; the host ends where host-name characters do.
+    size_t path = host.find_first_of("/?#\\ \t\r\n\"'<>");
+    if (size_t at = host.substr(0, path).rfind('@'); at != std::string_view::npos) host = host.substr(at + 1);
     size_t end = 0;
     while (end < host.size() && (std::isalnum(static_cast<unsigned char>(host[end])) || host[end] == '.' ||
-                                 host[end] == '-' || host[end] == '_' || host[end] == '@'))
+                                 host[end] == '-' || host[end] == '_'))
       ++end;
     host = host.substr(0, end);
-    std::string_view name_part = host;
-    if (size_t at = name_part.rfind('@'); at != std::string_view::npos) name_part = name_part.substr(at + 1);  // user@host
-    if (auto name = host_name(name_part); name && std::find(out.begin(), out.end(), *name) == out.end())
+    if (auto name = host_name(host); name && std::find(out.begin(), out.end(), *name) == out.end())
       out.push_back(*name);
-    i += *skip + host.size();
+    i = static_cast<size_t>(host.data() + host.size() - text.data()) - 1;  // the loop steps past it
   }
   return out;
 }
 
 std::vector<std::string> candidate_domains(const std::string& host) {
   std::vector<std::string> out{host};
-  size_t last = host.rfind('.');
-  if (last != std::string::npos && last > 0) {
-    size_t second = host.rfind('.', last - 1);
-    if (second != std::string::npos) out.push_back(host.substr(second + 1));
+  // The last three labels (a registration under a public suffix such as
+  // co.uk), then the last two.
+  for (int labels : {3, 2}) {
+    size_t pos = host.size();
+    for (int i = 0; i < labels && pos != std::string::npos; ++i) pos = pos == 0 ? std::string::npos : host.rfind('.', pos - 1);
+    if (pos == std::string::npos) continue;
+    std::string suffix = host.substr(pos + 1);
+    if (std::find(out.begin(), out.end(), suffix) == out.end()) out.push_back(std::move(suffix));
   }
   return out;
 }

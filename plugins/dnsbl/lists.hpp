@@ -31,7 +31,7 @@ std::optional<std::string> domain_query(std::string_view domain, std::string_vie
 // at most max, each once, lower-cased; what is no host name is skipped.
 std::vector<std::string> uri_hosts(std::string_view text, size_t max);
 // The names to ask about for a host: itself and, when longer, its last
-// two labels (where most registrations are).
+// three and last two labels (where registrations are).
 std::vector<std::string> candidate_domains(const std::string& host);
 
 // The domains a message names, each once, for domain lists: the HELO name,

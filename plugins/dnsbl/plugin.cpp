@@ -44,6 +44,10 @@ class Plugin : public sdk::Plugin {
       allow_domains_.push_back(std::move(d));
     }
     listeners_ = cfg.strings("listeners");
+    // At connect nobody has logged in yet: a submission user on a listed
+    // dial-up address would be refused before AUTH.
+    if (reject_at_ == "connect" && listeners_.empty())
+      cfg["reject_at"].error("\"connect\" needs listeners = [...] naming the MX listeners (not submission)");
     max_uris_ = static_cast<size_t>(cfg.integer("max_uris", 20, 0, 200));
     timeout_ = cfg.duration("timeout", std::chrono::seconds(3));
     read_lists(cfg["lists"]);
@@ -73,7 +77,10 @@ class Plugin : public sdk::Plugin {
       List list{name, l.string("zone", ""), true, static_cast<int>(l.integer("weight", reject_score_, 0, 1'000'000)),
                 l.strings("codes"), static_cast<uint32_t>(l.integer("mask", 0, 0, 255))};
       while (!list.zone.empty() && list.zone.back() == '.') list.zone.pop_back();
-      if (list.zone.empty() || !domain_query("probe.test", list.zone)) l["zone"].error("the list's DNS zone");
+      // Room for an IPv6 query (64 bytes of nibbles) or a 63-byte domain in front.
+      auto zone = net::dns_name(list.zone, true);
+      if (!zone || zone->size() > 253 - 65) l["zone"].error("the list's DNS zone (a host name of at most 188 bytes)");
+      else list.zone = *zone;
       std::string kind = l.string("kind", "ip");
       if (kind != "ip" && kind != "domain") l["kind"].error("ip or domain");
       list.ip = kind == "ip";

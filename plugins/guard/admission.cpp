@@ -57,4 +57,9 @@ std::vector<Ban> Admission::active(uint64_t now) const {
   return out;
 }
 
+void Admission::prune(uint64_t before) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(bans_, [before](const auto& entry) { return entry.second.second.until < before; });
+}
+
 }  // namespace postern::guard

@@ -28,6 +28,10 @@ class Admission {
       : ipv4_prefix_(ipv4_prefix), ipv6_prefix_(ipv6_prefix), max_per_ip_(max_per_ip), max_per_network_(max_per_network) {}
 
   Network network(const Address& a) const { return network_of(a, a.v6 ? ipv6_prefix_ : ipv4_prefix_); }
+  // What failures are counted against and bans apply to: an IPv4 address
+  // alone (a /24 holds unrelated neighbours), an IPv6 address's network
+  // (one subscriber holds a whole /64 and could rotate through it).
+  Network offender(const Address& a) const { return network_of(a, a.v6 ? ipv6_prefix_ : 32); }
 
   // Counts a connection in; "" when it fits, else which limit it hits.
   std::string take(const Address& a);
@@ -40,6 +44,8 @@ class Admission {
   bool remove(const std::string& network);
   std::optional<Ban> find(const std::string& network) const;
   std::vector<Ban> active(uint64_t now) const;
+  // Forgets bans that ended before then (memory stays bounded).
+  void prune(uint64_t before);
 
  private:
   int ipv4_prefix_, ipv6_prefix_;

@@ -41,6 +41,20 @@ struct Lists {
   std::vector<Network> allow, deny;
 };
 
+// The counters key part for an account name as typed: case does not make
+// another account (the directory folds it), and a name too long for a key
+// is hashed (FNV-1a) rather than left uncounted.
+std::string account_key(const std::string& user) {
+  std::string name;
+  for (char c : user) name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (name.size() <= 320) return name;
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "#%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
 class Plugin : public sdk::Plugin {
  public:
   static constexpr std::array<std::string_view, 2> services{"guard", "admin.ban"};
@@ -85,6 +99,7 @@ class Plugin : public sdk::Plugin {
       if (auto a = parse_address(r->get_or("peer", ""))) admission_->give_back(*a);
       return reply->ok("");
     }
+    if (method == "auth" && r->get_or("result", "") == "ok") return auth(*r, reply);  // nothing to count
     if (method == "auth") return when_loaded([this, r = *r, reply] { auth(r, reply); });
     reply->error(PST_ERR_UNSUPPORTED, "guard: admit, release, auth");
   }
@@ -98,31 +113,43 @@ class Plugin : public sdk::Plugin {
   // Runs fn once the stored bans are in memory (a banned address must not
   // slip in during the first moments after a restart). They are read at
   // the first call, not in start(): services are reachable only once every
-  // plugin has started. A store that cannot answer lets fn run (the
-  // listeners' own limits still hold) and is asked again next time.
+  // plugin has started. A store that cannot answer, or not within a second
+  // (the core stops waiting for an admission after five, and would never
+  // release a slot taken after that), lets fn run — the listeners' own
+  // limits still hold — and is asked again at the next call.
   void when_loaded(std::function<void()> fn) {
+    uint64_t round;
     {
       std::lock_guard lock(loading_mutex_);
       if (bans_ != BanState::loaded) {
         waiting_.push_back(std::move(fn));
         if (bans_ == BanState::loading) return;
         bans_ = BanState::loading;
+        round = ++load_round_;
         fn = nullptr;
       }
     }
     if (fn) return fn();
-    StoreClient(host(), nullptr).raw("store", "ban.list", Record(), [this](Result<Record> out) {
+    host().start_timer(nullptr, std::chrono::seconds(1), [this, round](bool fired) {
+      if (fired) loaded(round, false);
+    });
+    StoreClient(host(), nullptr).raw("store", "ban.list", Record(), [this, round](Result<Record> out) {
       if (!out) host().warning("guard.bans_unavailable", {{"reason", out.error().message}});
       else
         for (auto raw : out->all("ban")) admission_->put(ban_of(Record::parse(raw).value_or(Record())));
-      std::vector<std::function<void()>> waiting;
-      {
-        std::lock_guard lock(loading_mutex_);
-        bans_ = out ? BanState::loaded : BanState::unloaded;
-        waiting.swap(waiting_);
-      }
-      for (auto& w : waiting) w();
+      loaded(round, static_cast<bool>(out));
     });
+  }
+  // The end of a loading round: by the store's answer or by the timer.
+  void loaded(uint64_t round, bool ok) {
+    std::vector<std::function<void()>> waiting;
+    {
+      std::lock_guard lock(loading_mutex_);
+      if (ok) bans_ = BanState::loaded;
+      else if (round == load_round_ && bans_ == BanState::loading) bans_ = BanState::unloaded;
+      waiting.swap(waiting_);
+    }
+    for (auto& w : waiting) w();
   }
 
   const Lists* lists_of(std::string_view listener) const {
@@ -165,11 +192,12 @@ class Plugin : public sdk::Plugin {
     bool failed = r.get_or("result", "") != "ok";
     if (!failed || !a) return reply->ok(Record().add("delay_ms", uint64_t{0}).encode());
     if (any_contains(global_.allow, *a)) {  // trusted: logged, never held or banned
-      host().warning("guard.auth_failed", {{"peer", peer}, {"user", user}, {"protocol", protocol}, {"failures", "0"}});
+      // Its own event: fail2ban's filter must not ban what the guard trusts.
+      host().warning("guard.auth_failed_trusted", {{"peer", peer}, {"user", user}, {"protocol", protocol}});
       return reply->ok(Record().add("delay_ms", uint64_t{0}).encode());
     }
     CountersClient counters(host(), nullptr);
-    counters.incr("guard:auth-fail:ip:" + a->str(), auth_window_, [this, a = *a, peer, user, protocol, reply,
+    counters.incr("guard:auth-fail:ip:" + admission_->offender(*a).str(), auth_window_, [this, a = *a, peer, user, protocol, reply,
                                                                    counters](Result<uint64_t> by_ip) {
       uint64_t failures = by_ip ? *by_ip : 1;
       auto answer = [this, a, peer, user, protocol, reply, failures](uint64_t by_account) {
@@ -187,14 +215,16 @@ class Plugin : public sdk::Plugin {
         reply->ok(Record().add("delay_ms", static_cast<uint64_t>(delay.count())).encode());
       };
       if (user.empty()) return answer(0);
-      counters.incr("guard:auth-fail:user:" + user, auth_window_,
+      counters.incr("guard:auth-fail:user:" + account_key(user), auth_window_,
                     [answer](Result<uint64_t> by_account) { answer(by_account ? *by_account : 0); });
     });
   }
 
   void ban(const Address& a, const std::string& reason) {
-    std::string network = network_of(a, a.v6 ? 128 : 32).str();
+    std::string network = admission_->offender(a).str();
     uint64_t now = now_s();
+    uint64_t forget_before = now - std::min<uint64_t>(now, std::chrono::duration_cast<std::chrono::seconds>(ban_time_max_).count());
+    admission_->prune(forget_before);
     auto previous = admission_->find(network);
     if (previous && previous->until > now) return;  // banned already (its connection is still open)
     uint64_t offences = (previous ? previous->offences : 0) + 1;
@@ -203,18 +233,23 @@ class Plugin : public sdk::Plugin {
     length = std::min(length, ban_time_max_);
     Ban b{network, now + static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(length).count()),
           offences, reason};
-    put_ban(b);
+    put_ban(b, forget_before);
     host().warning("guard.banned", {{"peer", a.str()}, {"network", network}, {"until", utc(b.until)},
                                     {"seconds", std::to_string(b.until - now)}, {"offences", std::to_string(offences)},
                                     {"reason", reason}});
   }
 
   // In memory at once; in the store as soon as it answers.
-  void put_ban(const Ban& b) {
+  void put_ban(const Ban& b, uint64_t forget_before = 0) {
     admission_->put(b);
     StoreClient(host(), nullptr)
         .raw("store", "ban.put",
-             Record().add("network", b.network).add("until", b.until).add("offences", b.offences).add("reason", b.reason),
+             Record()
+                 .add("network", b.network)
+                 .add("until", b.until)
+                 .add("offences", b.offences)
+                 .add("reason", b.reason)
+                 .add("forget_before", forget_before),
              [this, network = b.network](Result<Record> out) {
                if (!out) host().error("guard.ban_not_stored", {{"network", network}, {"reason", out.error().message}});
              });
@@ -233,8 +268,9 @@ class Plugin : public sdk::Plugin {
     if (!network) return reply->error(PST_ERR_INVALID, "give an address or a CIDR network");
     std::string text = network->str();
     if (method == "ban.add") {
-      auto seconds = r.number("seconds").value_or(static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::seconds>(ban_time_).count()));
+      auto seconds = std::min<uint64_t>(r.number("seconds").value_or(static_cast<uint64_t>(
+                                            std::chrono::duration_cast<std::chrono::seconds>(ban_time_).count())),
+                                        uint64_t{100} * 365 * 86400);  // "for ever" is a century, not a wrap-around
       auto previous = admission_->find(text);
       Ban b{text, now + seconds, (previous ? previous->offences : 0) + 1, std::string(r.get_or("reason", "by the operator"))};
       put_ban(b);
@@ -265,6 +301,7 @@ class Plugin : public sdk::Plugin {
   enum class BanState { unloaded, loading, loaded };
   std::mutex loading_mutex_;
   BanState bans_ = BanState::unloaded;
+  uint64_t load_round_ = 0;
   std::vector<std::function<void()>> waiting_;
 };
 

@@ -421,6 +421,7 @@ void Session::auth_step(std::string_view line) {
   switch (continuation_) {
     case Continuation::auth_plain: {
       continuation_ = Continuation::none;
+      attempted_user_.clear();  // an unreadable attempt names nobody (not the previous one's user)
       auto creds = sdk::sasl::parse_plain(*decoded);
       if (!creds) return fail("[AUTHENTICATIONFAILED] invalid credentials");
       if (!creds->authzid.empty() && creds->authzid != creds->user) return fail("[AUTHORIZATIONFAILED] no proxy logins");
@@ -429,6 +430,7 @@ void Session::auth_step(std::string_view line) {
     }
     case Continuation::auth_scram_first: {
       scram_ = std::make_unique<sdk::sasl::ScramServer>();
+      attempted_user_.clear();
       auto user = scram_->client_first(*decoded);
       if (!user) return fail("[AUTHENTICATIONFAILED] invalid SCRAM message");
       attempted_user_ = *user;

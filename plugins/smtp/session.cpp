@@ -546,6 +546,15 @@ void Session::settle_auth(const AuthResult& r, const std::string& user) {
     bool explained = !r.reason.empty() && r.reason != "authentication failed";
     error(535, "5.7.8", explained ? "authentication refused: " + r.reason : "authentication credentials invalid");
     io_.log("auth.failed", {{"peer", peer_}, {"user", user}, {"protocol", "smtp"}, {"mechanism", auth_mechanism_}});
+    // As IMAP: a few guesses per connection, then a new one (which the
+    // guard sees, and refuses once the address is banned).
+    if (!closed_ && ++auth_failures_ >= kMaxAuthFailures) {
+      reply(421, "4.7.0", config_.hostname + " too many failed authentications, closing the connection");
+      phase_ = Phase::closing;
+      closed_ = true;
+      io_.close();
+      return;
+    }
   } else {
     reply(454, "4.7.0", "temporary authentication failure");
   }
@@ -564,6 +573,10 @@ void Session::auth_continue(std::string_view line) {
 
   auto finish = [this, alive = std::weak_ptr<bool>(alive_)](AuthResult r, const std::string& user) {
     if (alive.expired()) return;
+    // Nothing more is read until the exchange is settled: the guard may
+    // answer later, and a pipelined AUTH must not start a new exchange
+    // under this one.
+    wait();
     if (r.kind != AuthResult::temporary) {
       // The guard hears of it first; a failure's reply may wait (tarpit).
       return backend_.auth_attempt(user, r.kind == AuthResult::ok, [this, alive, r, user] {

@@ -216,6 +216,8 @@ class Session {
   BdatError bdat_error_ = BdatError::none;
   std::string bdat_data_;
 
+  static constexpr int kMaxAuthFailures = 3;
+  int auth_failures_ = 0;
   std::string auth_mechanism_;
   int auth_step_ = 0;
   std::string login_user_;

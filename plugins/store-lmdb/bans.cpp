@@ -4,6 +4,9 @@
 
 #include <postern/abi.h>
 
+#include <string>
+#include <vector>
+
 namespace postern::store {
 namespace {
 
@@ -19,7 +22,19 @@ Record Store::ban_put(const Record& r) {
   if (!txn.get(Table::bans, key)) {
     size_t count = 0;
     txn.scan(Table::bans, "", [&](std::string_view, std::string_view) { return ++count < kMaxBans; });
-    if (count >= kMaxBans) throw StoreError(PST_ERR_LIMIT, "too many bans stored");
+    // Full: bans that ended before forget_before (the guard's longest ban
+    // ago: their offences no longer double anything) make room.
+    if (count >= kMaxBans) {
+      uint64_t forget_before = r.number("forget_before").value_or(0);
+      std::vector<std::string> old;
+      txn.scan(Table::bans, "", [&](std::string_view k, std::string_view v) {
+        Record b = vault_->open(Table::bans, k, v, vault_->directory_key());
+        if (b.number("until").value_or(0) < forget_before) old.emplace_back(k);
+        return true;
+      });
+      for (const std::string& k : old) txn.del(Table::bans, k);
+      if (old.empty()) throw StoreError(PST_ERR_LIMIT, "too many bans stored");
+    }
   }
   Record ban = Record()
                    .add("network", network)

@@ -54,6 +54,7 @@ greet_pause = "0s"
 reject_score = 10
 tag_score = 2
 reject_at = "@AT@"
+listeners = ["mx", "mx6", "submission"]
 allow = ["127.0.0.5"]
 timeout = "@TIMEOUT@"
 """ + LISTS

@@ -11,6 +11,7 @@ TEST_CASE("dnsbl queries: IPv4 reversed - IPv6 as nibbles (RFC 5782 examples) - 
   CHECK(ip_query("::ffff:192.0.2.99", "bl.example") == "99.2.0.192.bl.example");
   CHECK_FALSE(ip_query("mx.example.org", "bl.example"));
   CHECK_FALSE(ip_query("", "bl.example"));
+  CHECK_FALSE(ip_query("2001:db8::1", std::string(190, 'z') + ".example"));  // the name would pass 253 bytes
   CHECK(domain_query("Bad.Example.", "dbl.test") == "bad.example.dbl.test");
   CHECK_FALSE(domain_query("bad..example", "dbl.test"));
   CHECK_FALSE(domain_query("192.0.2.1", "dbl.test"));  // an address is no domain
@@ -22,6 +23,7 @@ TEST_CASE("dnsbl answers: 127.0.0.x by default - listed codes - bitmask lists - 
   CHECK(plain.listed("127.0.0.2"));
   CHECK(plain.listed("127.0.0.10"));
   CHECK_FALSE(plain.listed("127.255.255.254"));  // "your resolver is blocked"
+  CHECK_FALSE(plain.listed("127.0.0.1"));        // RFC 5782 §5: never a listing
   CHECK_FALSE(plain.listed("10.0.0.2"));
   CHECK_FALSE(plain.listed("garbage"));
   List coded{"dbl", "dbl.test", false, 5, {"127.0.1.2", "127.0.1.4"}};
@@ -31,6 +33,9 @@ TEST_CASE("dnsbl answers: 127.0.0.x by default - listed codes - bitmask lists - 
   CHECK(masked.listed("127.0.0.4"));
   CHECK(masked.listed("127.0.0.10"));
   CHECK_FALSE(masked.listed("127.0.0.2"));
+  CHECK_FALSE(masked.listed("127.255.255.254"));  // a refusal, even where the mask has bits
+  List dbl{"dbl", "dbl.test", false, 5, {"127.0.1.255"}};
+  CHECK_FALSE(dbl.listed("127.0.1.255"));  // "IP queries prohibited", even if configured
 }
 
 TEST_CASE("dnsbl URIs: hosts of http - https - ftp - www. links - each once - bounded") {
@@ -40,7 +45,14 @@ TEST_CASE("dnsbl URIs: hosts of http - https - ftp - www. links - each once - bo
   CHECK(hosts == std::vector<std::string>{"bad.example", "www.other.test", "login.test", "files.test"});
   CHECK(uri_hosts("http://a.test http://b.test http://c.test", 2).size() == 2);
   CHECK(uri_hosts("http://" + std::string(300, 'a') + ".test/", 5).empty());
-  CHECK(candidate_domains("www.shop.bad.example") == std::vector<std::string>{"www.shop.bad.example", "bad.example"});
+  CHECK(candidate_domains("www.shop.bad.example") ==
+        std::vector<std::string>{"www.shop.bad.example", "shop.bad.example", "bad.example"});
+  CHECK(candidate_domains("www.evil.co.uk") == std::vector<std::string>{"www.evil.co.uk", "evil.co.uk", "co.uk"});
+  CHECK(uri_hosts("https://user:secret@evil.example:8443/x http://a@b@c.example/", 5) ==
+        std::vector<std::string>{"evil.example", "c.example"});
+  std::string flood;
+  for (int i = 0; i < 100000; ++i) flood += "http://";
+  CHECK(uri_hosts(flood, 5).empty());  // linear: each host read at most 512 bytes
   CHECK(candidate_domains("bad.example") == std::vector<std::string>{"bad.example"});
 }
 

@@ -43,3 +43,16 @@ TEST_CASE("guard admission: per address and per network counts - bans with expir
   CHECK(a.remove("203.0.113.0/28"));
   CHECK_FALSE(a.banned(ip("203.0.113.9"), 999));
 }
+
+TEST_CASE("guard offenders: an IPv4 address alone - an IPv6 address's /64 - old bans are forgotten") {
+  Admission a(24, 64, 2, 3);
+  CHECK(a.offender(*parse_address("192.0.2.77")).str() == "192.0.2.77/32");
+  CHECK(a.offender(*parse_address("2001:db8:1:2:aaaa::1")).str() == "2001:db8:1:2::/64");
+  CHECK(a.offender(*parse_address("2001:db8:1:2:bbbb::9")).str() == "2001:db8:1:2::/64");  // rotating does not help
+  a.put(Ban{"2001:db8:1:2::/64", 1000, 1, "test"});
+  a.put(Ban{"192.0.2.77/32", 5000, 2, "test"});
+  CHECK(a.banned(*parse_address("2001:db8:1:2:cccc::5"), 999));
+  a.prune(2000);
+  CHECK_FALSE(a.find("2001:db8:1:2::/64"));
+  CHECK(a.find("192.0.2.77/32"));
+}

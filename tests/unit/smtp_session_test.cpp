@@ -358,6 +358,37 @@ TEST_CASE("submission: AUTH PLAIN - LOGIN and SCRAM-SHA-256 - sender must be the
         "535 5.7.8 authentication credentials invalid\r\n");
   CHECK(s.send("AUTH PLAIN\r\n") == "334 \r\n");
   CHECK(s.send("*\r\n") == "501 5.7.0 authentication aborted\r\n");
+  // Three failed logins on one connection are all it gets.
+  CHECK(s.send("AUTH PLAIN " + base64_encode(std::string("\0alice@example.org\0guess", 24)) + "\r\n") ==
+        "535 5.7.8 authentication credentials invalid\r\n");
+  CHECK(s.send("AUTH PLAIN " + base64_encode(std::string("\0alice@example.org\0guess", 24)) + "\r\n") ==
+        "535 5.7.8 authentication credentials invalid\r\n"
+        "421 4.7.0 mx.example.org too many failed authentications, closing the connection\r\n");
+  CHECK(s.io.closed);
+}
+
+TEST_CASE("a failed SCRAM exchange settles before pipelined input is read - even when the guard answers later") {
+  struct HeldBackend : FakeBackend {
+    std::vector<std::function<void()>> held;
+    void auth_attempt(const std::string&, bool, std::function<void()> then) override { held.push_back(then); }
+  };
+  FakeIo io;
+  HeldBackend backend;
+  Session s(SessionConfig{Mode::submission, "mx.example.org", {}, true, false, "postmaster@example.org"}, io, backend,
+            "192.0.2.1");
+  s.open();
+  s.feed("STARTTLS\r\n");
+  s.tls_ready("TLSv1.3", "TLS_AES_256_GCM_SHA384");
+  s.feed("EHLO c.example\r\nAUTH SCRAM-SHA-256 " + base64_encode("n,,n=alice@example.org,r=clientnonce") + "\r\n");
+  io.out.clear();
+  // A wrong client-final, then (pipelined) an abort and a new exchange.
+  s.feed(base64_encode("c=biws,r=clientnonceXX,p=" + base64_encode(std::string(32, 'x'))) + "\r\n*\r\nAUTH SCRAM-SHA-256 " +
+         base64_encode("n,,n=alice@example.org,r=other") + "\r\n");
+  CHECK(io.out.empty());  // held by the guard: nothing answered, nothing else read
+  REQUIRE(backend.held.size() == 1);
+  backend.held[0]();
+  CHECK(io.out.starts_with("535 5.7.8 authentication credentials invalid\r\n500 5.5.2"));  // "*" is no command
+  CHECK(io.out.ends_with("\r\n334 " + io.out.substr(io.out.rfind("334 ") + 4)));  // the new exchange began afresh
 }
 
 TEST_CASE("an early talker is refused - the greeting pause") {

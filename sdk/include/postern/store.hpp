@@ -54,7 +54,9 @@
 //                    keeps one message's DMARC result; results older than
 //                    expire_before are dropped
 //   dmarc.records    domain since until (ms) -> result* (those fields)
-//   ban.put          network until(unix s) offences reason -> the ban
+//   ban.put          network until(unix s) offences reason [forget_before(unix s)]
+//                    -> the ban; when the table is full, bans that ended
+//                    before forget_before make room
 //   ban.list         -> ban* (network until offences reason; expired too)
 //   ban.remove       network -> removed(0|1)
 // "auth" service:
