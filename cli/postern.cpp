@@ -29,6 +29,7 @@ void usage() {
                "commands:\n"
                "  status                        uptime, plugins and generations, listeners, connections\n"
                "  reload                        re-read the configuration; reload changed plugins and certificates\n"
+               "  metrics                       counters and gauges in the Prometheus text format\n"
                "  domain add|remove DOMAIN      serve (or stop serving) mail for DOMAIN\n"
                "  domain list\n"
                "  user add ADDRESS              create a user; the password is read from the terminal or stdin\n"
@@ -369,7 +370,7 @@ int main(int argc, char** argv) {
   }
   std::string command;
   if (words.size() == 3 && words[0] == "keys" && words[1] == "new") return new_key_file(words[2]);
-  if (words.size() == 1 && (words[0] == "status" || words[0] == "reload")) {
+  if (words.size() == 1 && (words[0] == "status" || words[0] == "reload" || words[0] == "metrics")) {
     command = words[0];
   } else if (!words.empty()) {
     char host[256] = {};

@@ -147,14 +147,23 @@ void read_plugin(Validator v, const std::string& name, const ServerConfig& serve
   p.fingerprint = fingerprint(*v.table());
 }
 
+void read_metrics(Validator v, MetricsConfig& m) {
+  m.enabled = v.table() != nullptr;
+  v.allow_keys({"address", "port"});
+  m.address = v.string("address", m.address);
+  if (!is_ip_address(m.address)) v.error_at("address", "not an IPv4 or IPv6 address");
+  m.port = static_cast<uint16_t>(v.integer("port", m.port, 0, 65535));
+}
+
 void read_document(const toml::table& doc, Validator root, Config& c) {
-  root.allow_keys({"server", "log", "tls", "pipeline", "delivery", "dns", "listeners", "plugins"});
+  root.allow_keys({"server", "log", "tls", "pipeline", "delivery", "dns", "metrics", "listeners", "plugins"});
   read_server(root.sub("server"), c.server);
   read_log(root.sub("log"), c.log);
   read_tls(root.sub("tls"), c.tls);
   read_pipeline(root.sub("pipeline"), c.pipeline);
   read_delivery(root.sub("delivery"), c.delivery);
   read_dns(root.sub("dns"), c.dns);
+  read_metrics(root.sub("metrics"), c.metrics);
   // A delivery call that may take call_timeout must end well inside the
   // lease, or another claimer could take the message meanwhile.
   if (c.delivery.lease < 2 * c.server.call_timeout)

@@ -114,6 +114,13 @@ struct DnsConfig {
   std::chrono::milliseconds negative_ttl{3'600'000};  // cap for NXDOMAIN/NODATA (RFC 2308)
 };
 
+// The [metrics] HTTP endpoint (core/metrics): off unless the section exists.
+struct MetricsConfig {
+  bool enabled = false;
+  std::string address = "127.0.0.1";
+  uint16_t port = 9465;
+};
+
 struct LogConfig {
   bool json = false;
   pst_log_level level = PST_LOG_INFO;
@@ -128,6 +135,7 @@ struct Config {
   PipelineConfig pipeline;
   DeliveryConfig delivery;
   DnsConfig dns;
+  MetricsConfig metrics;
   std::vector<ListenerConfig> listeners;
   std::vector<PluginConfig> plugins;
 

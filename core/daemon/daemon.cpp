@@ -105,6 +105,10 @@ bool Daemon::start(std::string& error) {
       main_, config_.server.control_socket,
       [this](const std::string& cmd, ControlServer::Reply reply) { on_control(cmd, reply); });
   if (!control_->bind(error)) return false;
+  if (config_.metrics.enabled) {
+    metrics_ = std::make_unique<MetricsServer>(main_, [this] { return prometheus_text(metrics()); });
+    if (!metrics_->bind(config_.metrics.address, config_.metrics.port, error)) return false;
+  }
 
   if (::geteuid() == 0 && !config_.server.user.empty()) {
     Identity id;
@@ -164,6 +168,10 @@ int Daemon::run() {
   loops_->start();
   for (auto& l : listeners_) l->start();
   control_->start();
+  if (metrics_) {
+    metrics_->start();
+    log_info("metrics.started", {{"address", config_.metrics.address}, {"port", std::to_string(metrics_->port())}});
+  }
   scheduler_ = std::make_unique<DeliveryScheduler>(*plugins_, main_, notify_, config_.delivery,
                                                    config_.server.call_timeout);
   scheduler_->start();
@@ -262,6 +270,7 @@ void Daemon::begin_shutdown() {
   stopping_ = true;
   notify_systemd("STOPPING=1");
   for (auto& l : listeners_) l->stop();
+  if (metrics_) metrics_->stop();
   if (scheduler_) scheduler_->stop();
   log_info("server.stopping", {{"connections", std::to_string(registry_.size())},
                                {"deadline_ms", std::to_string(config_.server.shutdown_timeout.count())}});
@@ -318,15 +327,30 @@ std::string Daemon::status() const {
   return out.str();
 }
 
+MetricsSnapshot Daemon::metrics() const {
+  MetricsSnapshot m;
+  m.uptime_s = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_at_).count());
+  if (scheduler_) m.delivery_in_flight = scheduler_->in_flight();
+  for (const auto& l : listeners_) {
+    auto c = l->state()->config();
+    m.listeners.push_back({c->name, c->protocol, static_cast<uint64_t>(l->state()->active())});
+  }
+  for (const auto& g : plugins_->status())
+    for (const auto& [name, value] : g.counters) m.counters.push_back({g.name, name, "", value});
+  return m;
+}
+
 void Daemon::on_control(const std::string& command, const ControlServer::Reply& reply) {
   if (command.starts_with("admin\t")) return admin(command, reply);
   if (command == "status" || command == "reload") log_info("control.command", {{"command", command}});
   if (command == "status") return reply(true, status());
+  if (command == "metrics") return reply(true, prometheus_text(metrics()));
   if (command == "reload") return reload(reply);
   // Anything else may carry arguments (even secrets): log its first word.
   std::string word = command.substr(0, std::min(command.find_first_of(" \t"), size_t{32}));
   log_warning("control.unknown", {{"word", word}, {"length", std::to_string(command.size())}});
-  reply(false, "unknown command (known: status, reload, and the admin commands of `postern --help`)");
+  reply(false, "unknown command (known: status, reload, metrics, and the admin commands of `postern --help`)");
 }
 
 // The "guard" service's say on a new connection (postern/guard.hpp): it

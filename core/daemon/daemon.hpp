@@ -5,6 +5,8 @@
 
 #include "config/config.hpp"
 #include "control/control_server.hpp"
+#include "metrics/exposition.hpp"
+#include "metrics/metrics_server.hpp"
 #include "counters/counters.hpp"
 #include "delivery/scheduler.hpp"
 #include "dns/resolver.hpp"
@@ -44,6 +46,7 @@ class Daemon {
   void begin_shutdown();
   void finish_shutdown();
   std::string status() const;
+  MetricsSnapshot metrics() const;
   void on_control(const std::string& command, const ControlServer::Reply& reply);
   void admin(const std::string& line, const ControlServer::Reply& reply);
   Admission guard_admission(const ListenerConfig& listener);
@@ -64,6 +67,7 @@ class Daemon {
   std::atomic<uint64_t> connection_ids_{0};
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<DeliveryScheduler> scheduler_;  // uses plugins_ and notify_: declared after them
   boost::asio::signal_set signals_;
   std::chrono::steady_clock::time_point started_at_;

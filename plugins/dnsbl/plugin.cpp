@@ -51,6 +51,9 @@ class Plugin : public sdk::Plugin {
     max_uris_ = static_cast<size_t>(cfg.integer("max_uris", 20, 0, 200));
     timeout_ = cfg.duration("timeout", std::chrono::seconds(3));
     read_lists(cfg["lists"]);
+    rejected_ = host().counter("rejected", "clients or messages refused for listings");
+    tagged_ = host().counter("tagged", "messages tagged for listings");
+    incomplete_ = host().counter("incomplete", "checks with lookups that failed or were late");
     return cfg.error_count() == 0;
   }
 
@@ -145,6 +148,7 @@ class Plugin : public sdk::Plugin {
 
   void report(const Findings& f, const Peer& peer, pst_stage stage) {
     std::string_view at = stage == PST_STAGE_CONNECT ? "connect" : stage == PST_STAGE_RCPT_TO ? "rcpt" : "data_end";
+    if (f.failed || f.unanswered) incomplete_.add();
     if (f.failed || f.unanswered)
       host().warning("dnsbl.incomplete", {{"peer", peer.address},
                                           {"listener", peer.listener},
@@ -156,6 +160,8 @@ class Plugin : public sdk::Plugin {
     std::string_view action = score >= reject_score_                          ? "reject"
                               : stage == PST_STAGE_DATA_END && score >= tag_score_ ? "tag"
                                                                                    : "none";
+    if (action == "reject") rejected_.add();
+    if (action == "tag") tagged_.add();
     host().info("dnsbl.listed", {{"peer", peer.address},
                                  {"listener", peer.listener},
                                  {"stage", at},
@@ -171,6 +177,7 @@ class Plugin : public sdk::Plugin {
   std::vector<std::string> allow_domains_, listeners_;
   size_t max_uris_ = 20;
   std::chrono::milliseconds timeout_{3000};
+  Host::Counter rejected_, tagged_, incomplete_;
 };
 
 }  // namespace

@@ -87,6 +87,10 @@ class Plugin : public sdk::Plugin {
     if (ban_time_max_ < ban_time_) cfg["ban_time_max"].error("at least ban_time");
     if (tarpit_max_ < tarpit_) cfg["tarpit_max"].error("at least tarpit");
     if (tarpit_max_ > std::chrono::minutes(1)) cfg["tarpit_max"].error("at most 1m (clients give up)");
+    refused_denied_ = host().counter("refused_denied", "connections refused by deny lists and bans");
+    refused_rate_ = host().counter("refused_rate", "connections refused by connection limits");
+    auth_failures_counted_ = host().counter("auth_failures", "failed logins counted (trusted addresses apart)");
+    bans_counted_ = host().counter("bans", "addresses and networks banned for failed logins");
     return cfg.error_count() == 0;
   }
 
@@ -160,6 +164,7 @@ class Plugin : public sdk::Plugin {
   void refuse(const ReplyPtr& reply, std::string_view verdict, const std::string& peer, const std::string& listener,
               const std::string& reason) {
     host().warning("guard.refused", {{"peer", peer}, {"listener", listener}, {"reason", reason}});
+    (verdict == "rate" ? refused_rate_ : refused_denied_).add();
     reply->ok(Record().add("verdict", verdict).add("reason", reason).encode());
   }
 
@@ -201,6 +206,7 @@ class Plugin : public sdk::Plugin {
                                                                    counters](Result<uint64_t> by_ip) {
       uint64_t failures = by_ip ? *by_ip : 1;
       auto answer = [this, a, peer, user, protocol, reply, failures](uint64_t by_account) {
+        auth_failures_counted_.add();
         host().warning("guard.auth_failed", {{"peer", peer}, {"user", user}, {"protocol", protocol},
                                              {"failures", std::to_string(failures)}});
         if (failures >= auth_failures_) ban(a, std::to_string(failures) + " authentication failures");
@@ -222,6 +228,7 @@ class Plugin : public sdk::Plugin {
 
   void ban(const Address& a, const std::string& reason) {
     std::string network = admission_->offender(a).str();
+    bans_counted_.add();
     uint64_t now = now_s();
     uint64_t forget_before = now - std::min<uint64_t>(now, std::chrono::duration_cast<std::chrono::seconds>(ban_time_max_).count());
     admission_->prune(forget_before);
@@ -302,6 +309,7 @@ class Plugin : public sdk::Plugin {
   std::mutex loading_mutex_;
   BanState bans_ = BanState::unloaded;
   uint64_t load_round_ = 0;
+  Host::Counter refused_denied_, refused_rate_, auth_failures_counted_, bans_counted_;
   std::vector<std::function<void()>> waiting_;
 };
 

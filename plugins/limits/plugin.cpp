@@ -97,9 +97,11 @@ class Plugin : public sdk::Plugin {
       std::sort(warnings_.rbegin(), warnings_.rend());
     }
     warning_interval_ = cfg.duration("warning_interval", std::chrono::hours(24 * 7));
-    char host[256] = "localhost";
-    ::gethostname(host, sizeof host - 1);
-    postmaster_ = cfg.string("postmaster", std::string("postmaster@") + host);
+    char machine[256] = "localhost";
+    ::gethostname(machine, sizeof machine - 1);
+    postmaster_ = cfg.string("postmaster", std::string("postmaster@") + machine);
+    quota_refused_ = host().counter("quota_refused", "MAIL and RCPT refused for sending quotas");
+    storage_warnings_ = host().counter("storage_warnings", "storage notices delivered");
     return cfg.error_count() == 0;
   }
 
@@ -178,6 +180,7 @@ class Plugin : public sdk::Plugin {
       }
       if (r->count < ws[i].limit) return check(ws, i + 1, who, code, verdict, passed);
       std::string why = "sending quota of " + std::to_string(ws[i].limit) + " " + ws[i].what + " reached";
+      quota_refused_.add();
       host().info("limits.refused", {{"peer", who.peer}, {"listener", who.listener}, {"account", who.account},
                                      {"reason", why}});
       verdict->tempfail(code, "4.7.1", why + "; try again in " + minutes(r->left), "limits:" + ws[i].what);
@@ -207,6 +210,7 @@ class Plugin : public sdk::Plugin {
             std::string notice = storage_notice(postmaster_, address, used, limit, *level);
             store.raw("store", "message.append", Record().add("account", id).add("mailbox", "INBOX").add("data", notice),
                       [=, this](Result<Record> appended) {
+                        if (appended) storage_warnings_.add();
                         host().info("limits.storage_warning", {{"account", address},
                                                                {"percent", std::to_string(percent)},
                                                                {"level", std::to_string(*level)},
@@ -254,6 +258,7 @@ class Plugin : public sdk::Plugin {
   std::vector<int> warnings_;  // percentages, highest first
   milliseconds warning_interval_{0};
   std::string postmaster_;
+  Host::Counter quota_refused_, storage_warnings_;
 };
 
 }  // namespace

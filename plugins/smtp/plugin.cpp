@@ -26,13 +26,14 @@ struct Settings {
   std::string postmaster;
   Limits limits;
   std::chrono::milliseconds greet_pause{1000};
+  Host::Counter limit_refused;  // messages over a size, header or part limit
 };
 
 class Connection final : public ProtocolSession, public Io, public Backend {
  public:
   Connection(sdk::Connection conn, Host host, const Settings& settings, const ConnInfo& info)
       : ProtocolSession(conn), host_(host), store_(host, conn.handle()), queue_(host, conn.handle()),
-        peer_(info.peer_addr), listener_(info.listener),
+        peer_(info.peer_addr), listener_(info.listener), limit_refused_(settings.limit_refused),
         hostname_(settings.hostname), session_(config(settings, info), *this, *this, info.peer_addr), pause_(mode(info) == Mode::mx
                                                                                    ? settings.greet_pause
                                                                                    : std::chrono::milliseconds(0)) {}
@@ -68,6 +69,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   void resume() override { conn().resume(); }
   void log(std::string_view event,
            std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
+    if (event == "smtp.limit") limit_refused_.add();
     log_event(host_, event.starts_with("auth.failed") || event.ends_with("denied") ? PST_LOG_WARNING : PST_LOG_INFO,
               event, fields);
   }
@@ -191,6 +193,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
   StoreClient store_;
   QueueClient queue_;
   std::string peer_, listener_, hostname_;
+  Host::Counter limit_refused_;
   std::unique_ptr<Pipeline> connection_pipe_, mail_pipe_;
   Session session_;
   std::chrono::milliseconds pause_;
@@ -218,6 +221,7 @@ class Plugin : public sdk::Plugin {
     l.data_timeout = cfg.duration("data_timeout", l.data_timeout);
     s_.greet_pause = cfg.duration("greet_pause", s_.greet_pause);
     if (!valid_helo(s_.hostname)) cfg["hostname"].error("must be a host name");
+    s_.limit_refused = sdk::Plugin::host().counter("limit_refused", "messages refused for a header or MIME part limit");
     return cfg.error_count() == 0;
   }
 
