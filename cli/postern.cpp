@@ -30,6 +30,8 @@ void usage() {
                "  status                        uptime, plugins and generations, listeners, connections\n"
                "  reload                        re-read the configuration; reload changed plugins and certificates\n"
                "  metrics                       counters and gauges in the Prometheus text format\n"
+               "  quarantine list               messages held (virus, spam), with the reason and expiry\n"
+               "  quarantine show|release|delete ID   headers | queue it for its recipients | drop it\n"
                "  domain add|remove DOMAIN      serve (or stop serving) mail for DOMAIN\n"
                "  domain list\n"
                "  user add ADDRESS              create a user; the password is read from the terminal or stdin\n"
@@ -204,6 +206,9 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
   }
   if (group == "quota" && verb == "show" && n == 3) return build("quota.get", {{"address", w[2]}});
   if (group == "quota" && verb == "usage" && n == 3) return build("limits.usage", {{"address", w[2]}});
+  if (group == "quarantine" && verb == "list" && n == 2) return build("quarantine.list", {});
+  if (group == "quarantine" && (verb == "show" || verb == "release" || verb == "delete") && n == 3)
+    return build("quarantine." + verb, {{"id", w[2]}});
   if (group == "keys" && verb == "rotate" && n == 2) return build("keys.rotate", {});
   if (group == "queue" && verb == "list" && n == 2) return build("queue.list", {});
   if (group == "queue" && (verb == "show" || verb == "delete") && n == 3) return build("queue." + verb, {{"id", w[2]}});

@@ -15,7 +15,7 @@ namespace asio = boost::asio;
 namespace {
 constexpr std::string_view kStages[] = {"connect", "helo",     "auth",   "mail_from", "rcpt_to",
                                         "data_headers", "data_end", "queued", "outbound"};
-constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempfail", "discard", "quarantine"};
+constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempfail", "discard", "quarantine", "hold"};
 // Fields the host fills; a protocol cannot overwrite them.
 constexpr std::string_view kHostFields[] = {"peer", "listener", "tls_version", "tls_cipher", "add_header",
                                             "authentication_results", "score"};
@@ -251,7 +251,7 @@ void Transaction::settle(Verdict v, bool from_filter) {
     filter = current_;
     current_ = SIZE_MAX;
   }
-  if (v.kind > PST_VERDICT_QUARANTINE) v.kind = PST_VERDICT_TEMPFAIL;
+  if (v.kind > PST_VERDICT_HOLD) v.kind = PST_VERDICT_TEMPFAIL;
   sanitise(v.kind, v.code, v.enhanced, v.text);
   {
     std::lock_guard lock(mutex_);

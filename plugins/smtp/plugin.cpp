@@ -129,7 +129,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     if (stage == PST_STAGE_DATA_END && in.message && !p->set("message", *in.message))
       return done(StageVerdict{PST_VERDICT_TEMPFAIL, 452, "4.3.1", "message too large to be checked"});
     p->run(static_cast<pst_stage>(stage), [done](Outcome o) {
-      done(StageVerdict{static_cast<int>(o.kind), o.code, o.enhanced, o.text});
+      done(StageVerdict{static_cast<int>(o.kind), o.code, o.enhanced, o.text, o.reason});
     });
   }
   // What the connection's own stages (connect, helo) added comes first.
@@ -159,6 +159,17 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     m.auth = envelope.auth_address;
     std::string from = m.sender, rcpts = std::to_string(m.rcpts.size()), protocol = envelope.protocol,
                 size = std::to_string(message.size());
+    if (!envelope.hold.empty()) {
+      std::string reason = envelope.hold;
+      return queue_.hold(m, message, reason, [this, done, from, rcpts, reason](Result<Enqueued> r) {
+        if (!r) {
+          host_.warning("smtp.hold_failed", {{"peer", peer_}, {"reason", r.error().message}});
+          return done(DeliverResult{DeliverResult::temporary, "the message could not be accepted; try again later"});
+        }
+        host_.warning("smtp.held", {{"peer", peer_}, {"id", r->id}, {"from", from}, {"rcpts", rcpts}, {"reason", reason}});
+        done(DeliverResult{DeliverResult::ok, "message accepted"});  // what is held is the operator's business
+      });
+    }
     queue_.enqueue(m, message, [this, done, from, rcpts, protocol, size](Result<Enqueued> r) {
       if (!r) {
         host_.warning("smtp.queue_failed", {{"peer", peer_}, {"reason", r.error().message}});

@@ -63,6 +63,13 @@ bool Session::refused(const StageVerdict& v) {
   return false;
 }
 
+bool Session::dispose(const StageVerdict& v, int& disposition, std::string& hold_reason) {
+  if (v.kind != PST_VERDICT_DISCARD && v.kind != PST_VERDICT_QUARANTINE && v.kind != PST_VERDICT_HOLD) return false;
+  disposition = v.kind;
+  if (v.kind == PST_VERDICT_HOLD) hold_reason = v.reason.empty() ? "held by a filter" : v.reason;
+  return true;
+}
+
 StageInput Session::stage_input() const {
   return StageInput{helo_, envelope_.from.str(), "", auth_address_, nullptr};
 }
@@ -90,7 +97,7 @@ void Session::greet_now() {
       io_.close();
       return;
     }
-    if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) conn_disposition_ = v.kind;
+    dispose(v, conn_disposition_, conn_hold_reason_);
     phase_ = Phase::command;
     reply(220, "", config_.hostname + " ESMTP Postern");
     process();
@@ -284,7 +291,7 @@ void Session::ehlo(const Command& c, bool extended) {
   backend_.stage(PST_STAGE_HELO, in, [this, alive = std::weak_ptr<bool>(alive_), c, extended](StageVerdict v) {
     if (alive.expired()) return;
     if (!refused(v)) {
-      if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) conn_disposition_ = v.kind;
+      dispose(v, conn_disposition_, conn_hold_reason_);
       greet_client(c.args, extended);
     }
     resume();
@@ -364,7 +371,10 @@ void Session::mail(const Command& c) {
         envelope_.from = p.address;
         envelope_.params = p.params;
         // Discard or quarantine decided before the message holds for it.
-        disposition_ = v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE ? v.kind : conn_disposition_;
+        if (!dispose(v, disposition_, hold_reason_)) {
+          disposition_ = conn_disposition_;
+          hold_reason_ = conn_hold_reason_;
+        }
         reply(250, "2.1.0", "sender OK");
       } else {
         backend_.transaction_done();
@@ -460,7 +470,7 @@ void Session::accept_recipient(const Address& address, const Parameters& params,
                                          account](StageVerdict v) {
     if (alive.expired()) return;
     if (!refused(v)) {
-      if (v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_QUARANTINE) disposition_ = v.kind;
+      dispose(v, disposition_, hold_reason_);
       envelope_.rcpts.push_back(Recipient{address, account, params.notify, params.orcpt});
       reply(250, "2.1.5", "recipient OK");
     }
@@ -677,7 +687,9 @@ void Session::finish_message(std::string message) {
       reset_transaction();
       return resume();
     }
-    int disposition = v.kind != PST_VERDICT_CONTINUE && v.kind != PST_VERDICT_ACCEPT ? v.kind : disposition_;
+    dispose(v, disposition_, hold_reason_);
+    int disposition = disposition_;
+    if (disposition == PST_VERDICT_HOLD) envelope_.hold = hold_reason_;
     if (disposition == PST_VERDICT_DISCARD) {  // accepted, and dropped on purpose
       io_.log("smtp.discarded", {{"peer", peer_}, {"from", envelope_.from.str()}});
       reply(250, "2.0.0", "message accepted");
@@ -717,6 +729,7 @@ void Session::deliver_message(const std::string& message, const std::string& mai
 void Session::reset_transaction() {
   if (in_transaction_) backend_.transaction_done();
   disposition_ = 0;
+  hold_reason_.clear();
   in_transaction_ = false;
   envelope_ = Envelope{};
   bdat_data_.clear();

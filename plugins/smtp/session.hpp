@@ -59,6 +59,7 @@ struct Envelope {
   Address from;
   Parameters params;
   std::vector<Recipient> rcpts;
+  std::string hold;  // non-empty: a filter held the message (this is why): it goes to the quarantine
 };
 
 // What the directory said about an address.
@@ -89,6 +90,7 @@ struct StageVerdict {
   int kind = 0;  // PST_VERDICT_CONTINUE
   int code = 0;
   std::string enhanced, text;
+  std::string reason;  // for the log and the quarantine, never the client
 };
 
 // What a stage's filters get to see.
@@ -173,6 +175,9 @@ class Session {
   void deliver_message(const std::string& message, const std::string& mailbox);
   void greet_client(const std::string& helo, bool extended);
   bool refused(const StageVerdict& v);
+  // A discard, quarantine or hold verdict decides what happens to the
+  // message(s) once accepted; true if v was one.
+  bool dispose(const StageVerdict& v, int& disposition, std::string& hold_reason);
   StageInput stage_input() const;
   void reset_transaction();
 
@@ -203,8 +208,9 @@ class Session {
   std::string auth_address_;
 
   bool in_transaction_ = false;
-  int disposition_ = 0;       // a discard/quarantine verdict from an early stage
+  int disposition_ = 0;       // a discard/quarantine/hold verdict from an early stage
   int conn_disposition_ = 0;  // the same from connect/helo, for every message
+  std::string hold_reason_, conn_hold_reason_;  // why, for a hold
   Envelope envelope_;
   std::unique_ptr<DataReader> reader_;
   Limits txn_limits_;        // this transaction's: the listener's, with the limits service's answer

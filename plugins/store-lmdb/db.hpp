@@ -50,6 +50,8 @@ enum class Table : unsigned {
   dmarc_results,  // time (ms) | random -> one message's DMARC result (for aggregate reports)
   dmarc_index,    // H(policy domain) | time (ms) | random -> "" (a domain's results in time order)
   bans,           // H(network) -> {network, until, offences, reason} (the guard's bans)
+  quarantine,     // expiry (ms) | random -> {envelope, reason, ...} (held messages, oldest first)
+  quarantine_data,  // the same key -> message bytes
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

@@ -183,6 +183,8 @@ Store::Handler Store::find(std::string_view method) {
       {"dkim.keygen", &Store::dkim_keygen},       {"dkim.list", &Store::dkim_list},
       {"dkim.remove", &Store::dkim_remove},       {"dkim.signing_keys", &Store::dkim_signing_keys},
       {"dmarc.record", &Store::dmarc_record},     {"dmarc.records", &Store::dmarc_records},
+      {"quarantine.put", &Store::quarantine_put}, {"quarantine.list", &Store::quarantine_list},
+      {"quarantine.get", &Store::quarantine_get}, {"quarantine.delete", &Store::quarantine_delete},
       {"ban.put", &Store::ban_put},               {"ban.list", &Store::ban_list},
       {"ban.remove", &Store::ban_remove},
   };

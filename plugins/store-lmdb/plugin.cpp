@@ -14,6 +14,7 @@
 #include <array>
 #include <ctime>
 #include <filesystem>
+#include <future>
 #include <memory>
 
 namespace postern::store {
@@ -30,7 +31,8 @@ class Plugin : public sdk::Plugin {
   bool configure(Config cfg) override {
     cfg.allow_keys({"directory", "master_key_file", "map_size_mb", "argon2_memory_kib", "argon2_iterations",
                     "argon2_parallelism", "require_2fa", "password_code", "code_separator", "password_min_length",
-                    "password_deny_list"});
+                    "password_deny_list", "quarantine_days"});
+    quarantine_ms_ = static_cast<uint64_t>(cfg.integer("quarantine_days", 30, 1, 365)) * 86'400'000;
     policy_.require_2fa = AccountSet(cfg.strings("require_2fa"));
     policy_.password_code = AccountSet(cfg.strings("password_code", {"*"}));
     policy_.code_separator = cfg.string("code_separator", "");
@@ -148,6 +150,11 @@ class Plugin : public sdk::Plugin {
         else reply->error(static_cast<pst_status>(status), text);
       });
     }
+    if (method == "hold") {  // into the quarantine, for quarantine_days
+      Record held = req;
+      held.add("retention_ms", quarantine_ms_);
+      return reply->ok(store_->quarantine_put(held).encode());
+    }
     auto handler = Spool::find(method);
     if (!handler) return reply->error(PST_ERR_UNSUPPORTED, "unknown method " + method);
     reply->ok((store_->spool().*handler)(req).encode());
@@ -156,7 +163,9 @@ class Plugin : public sdk::Plugin {
   // The `postern` commands: the same operations, answered in text.
   std::string admin(const std::string& method, const Record& req);
   std::string rotate_keys();
+  uint64_t quarantine_ms_ = 30ull * 86'400'000;
   std::string queue_admin(const std::string& command, const Record& req);
+  std::string quarantine_admin(const std::string& command, const Record& req);
   std::string dns_records(const Record& req);
   std::unique_ptr<Store> open_store(const Key& master);
 
@@ -291,6 +300,59 @@ std::string Plugin::queue_admin(const std::string& command, const Record& req) {
   throw StoreError(PST_ERR_UNSUPPORTED, "unknown command queue." + command);
 }
 
+std::string describe_held(const Record& e) {
+  auto f = [&](std::string_view k) { return std::string(e.get_or(k, "")); };
+  std::string text = f("id") + "  " + f("size") + " bytes  " + utc(e.number("time").value_or(0) / 1000) + "  from " +
+                     (f("sender").empty() ? "<>" : f("sender")) + (f("auth").empty() ? "" : " (account " + f("auth") + ")") +
+                     "\n    reason: " + f("reason") + "\n    expires " + utc(e.number("expires").value_or(0) / 1000) + "\n";
+  for (auto raw : e.all("rcpt")) text += "    to " + std::string(Record::parse(raw).value_or(Record()).get_or("address", "")) + "\n";
+  return text;
+}
+
+// `postern quarantine list|show|release|delete`. A release queues the
+// message as it came (same envelope) and then forgets it; should the
+// process die between the two, the message is both queued and still held
+// (never lost; the operator deletes the leftover).
+std::string Plugin::quarantine_admin(const std::string& command, const Record& req) {
+  if (command == "list") {
+    Record listed = store_->quarantine_list(req);
+    std::string text;
+    size_t n = 0;
+    for (auto raw : listed.all("item")) {
+      text += describe_held(Record::parse(raw).value_or(Record()));
+      ++n;
+    }
+    return text + std::to_string(n) + (n == 1 ? " message" : " messages") + " held\n";
+  }
+  if (command == "show") {
+    Record e = store_->quarantine_get(req);
+    std::string_view data = e.get_or("data", "");
+    size_t end = data.find("\r\n\r\n");
+    return describe_held(e) + "\n" + std::string(data.substr(0, std::min<size_t>(end == std::string_view::npos ? data.size() : end + 2, 16384)));
+  }
+  if (command == "delete") {
+    Record out = store_->quarantine_delete(req);
+    if (out.get_or("deleted", "0") != "1") throw StoreError(PST_ERR_NOT_FOUND, "no such message in the quarantine");
+    return "deleted " + std::string(out.get_or("id", "")) + "\n";
+  }
+  if (command == "release") {
+    Record e = store_->quarantine_get(req);
+    Record request;
+    for (auto& [k, v] : e.fields())
+      if (k != "id" && k != "time" && k != "expires" && k != "size" && k != "reason") request.add(k, v);
+    std::promise<std::pair<int, std::string>> queued;
+    auto result = queued.get_future();
+    store_->spool().enqueue(request, [&queued](int status, const std::string& text) { queued.set_value({status, text}); });
+    auto [status, text] = result.get();  // this worker waits for one commit of the spool's thread
+    if (status != PST_OK) throw StoreError(static_cast<pst_status>(status), "not released: " + text);
+    store_->quarantine_delete(req);
+    auto out = Record::parse(text).value_or(Record());
+    return "released " + std::string(e.get_or("id", "")) + " as queued message " + std::string(out.get_or("id", "")) +
+           " (" + std::to_string(e.all("rcpt").size()) + " recipients)\n";
+  }
+  throw StoreError(PST_ERR_UNSUPPORTED, "quarantine list | show ID | release ID | delete ID");
+}
+
 // `postern dns records DOMAIN`: what the domain's zone needs, as zone
 // file lines. SPF and DMARC are starting points the operator tightens.
 std::string Plugin::dns_records(const Record& req) {
@@ -318,6 +380,7 @@ std::string Plugin::dns_records(const Record& req) {
 std::string Plugin::admin(const std::string& method, const Record& req) {
   if (method == "keys.rotate") return rotate_keys();
   if (method.starts_with("queue.")) return queue_admin(method.substr(6), req);
+  if (method.starts_with("quarantine.")) return quarantine_admin(method.substr(11), req);
   if (method == "dns.records") return dns_records(req);
   auto handler = Store::find(method);
   // Private keys never leave through the control socket.

@@ -70,6 +70,12 @@ class Store {
   Record ban_list(const Record& r);    // -> ban* (expired ones too: their offences count)
   Record ban_remove(const Record& r);  // network -> removed(0|1)
 
+  // --- held messages (quarantine.cpp) ---
+  Record quarantine_put(const Record& r);     // sender rcpt* data reason [peer helo auth protocol] retention_ms -> id
+  Record quarantine_list(const Record& r);    // -> item* (id time expires sender rcpt* reason size)
+  Record quarantine_get(const Record& r);     // id -> the item's fields + data
+  Record quarantine_delete(const Record& r);  // id -> deleted(0|1)
+
   // --- mail ---
   Record mailbox_list(const Record& r);
   Record mailbox_create(const Record& r);

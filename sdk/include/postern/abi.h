@@ -38,6 +38,8 @@
  *   1.2  2026-11-28  the message pipeline: txn_begin/end/set/get/run for
  *                    protocols, txn_add_header/add_result/add_score for
  *                    filters (pst_filter_v1 tables run in [pipeline] order).
+ *   1.3  2026-11-28  the verdict PST_VERDICT_HOLD (keep the message in the
+ *                    quarantine; a 1.2 host turns it into TEMPFAIL).
  */
 #ifndef POSTERN_ABI_H
 #define POSTERN_ABI_H
@@ -50,11 +52,11 @@ extern "C" {
 #endif
 
 #define PST_ABI_MAJOR 1
-#define PST_ABI_MINOR 2
+#define PST_ABI_MINOR 3
 /* Exported as pst_abi_version by every plugin: "MAJOR.MINOR", where MINOR is
  * the lowest host minor the plugin needs. The host reads it before running
  * any plugin code and refuses a different major or a higher minor. */
-#define PST_ABI_VERSION_STRING "1.2"
+#define PST_ABI_VERSION_STRING "1.3"
 
 #define PST_EXPORT __attribute__((visibility("default")))
 
@@ -204,7 +206,9 @@ typedef enum pst_verdict_kind {
   PST_VERDICT_REJECT,       /* permanent failure (5xx) */
   PST_VERDICT_TEMPFAIL,     /* temporary failure (4xx) */
   PST_VERDICT_DISCARD,      /* accept and drop silently */
-  PST_VERDICT_QUARANTINE    /* accept into quarantine */
+  PST_VERDICT_QUARANTINE,   /* accept into the recipients' Junk folders */
+  PST_VERDICT_HOLD          /* (1.3) accept into the quarantine: delivered to
+                               nobody until an operator releases it */
 } pst_verdict_kind;
 
 /* Mutations a filter may make; the host refuses undeclared ones. */

@@ -22,6 +22,9 @@
 //   complete  id token result* (index state(delivered|failed) status text)
 //             [dsn] (an enqueue request, committed with this call) -> removed
 //   defer     id token result* retry_at [error] [dsn] -> removed
+//   hold      the fields of enqueue + reason -> id expires: the message is
+//             kept in the quarantine (delivered to nobody; `postern
+//             quarantine release` queues it as it came)
 //   list      -> entry*       show id -> the entry + headers
 //   retry     [id] -> retried delete id -> id sender rcpts
 // complete/defer/renew with a token that is not the current lease's fail
@@ -85,8 +88,17 @@ class QueueClient {
 
   // done runs once on the session's thread (not at all if it is gone).
   void enqueue(const QueuedMessage& m, std::string_view data, std::function<void(Result<Enqueued>)> done) const {
-    std::string request = enqueue_request(m, data).encode();
-    bool made = host_.call(conn_, "queue", "enqueue", request, [done](pst_status status, std::string_view reply) {
+    send("enqueue", enqueue_request(m, data), std::move(done));
+  }
+  // Into the quarantine instead (Enqueued::id is the quarantine's id).
+  void hold(const QueuedMessage& m, std::string_view data, std::string_view reason,
+            std::function<void(Result<Enqueued>)> done) const {
+    send("hold", enqueue_request(m, data).add("reason", reason), std::move(done));
+  }
+
+ private:
+  void send(std::string_view method, const Record& request, std::function<void(Result<Enqueued>)> done) const {
+    bool made = host_.call(conn_, "queue", method, request.encode(), [done](pst_status status, std::string_view reply) {
       if (status == PST_ERR_CLOSED) return;
       if (status != PST_OK) return done(Error{status, std::string(reply)});
       auto r = Record::parse(reply);
@@ -96,7 +108,6 @@ class QueueClient {
     if (!made) done(Error{PST_ERR_RETRYABLE, "the queue could not be called"});
   }
 
- private:
   Host host_;
   pst_conn* conn_;
 };

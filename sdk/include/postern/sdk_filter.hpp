@@ -68,7 +68,11 @@ class Verdict {
     send(PST_VERDICT_TEMPFAIL, code, enhanced, text, reason);
   }
   void discard(std::string_view reason) { send(PST_VERDICT_DISCARD, 0, "", "", reason); }
+  // Delivered, but to the recipients' Junk folders.
   void quarantine(std::string_view reason) { send(PST_VERDICT_QUARANTINE, 0, "", "", reason); }
+  // Accepted and kept in the quarantine (postern quarantine), delivered to
+  // nobody until released. reason is what the operator reads there.
+  void hold(std::string_view reason) { send(PST_VERDICT_HOLD, 0, "", "", reason); }
 
  private:
   void send(pst_verdict_kind kind, uint16_t code, std::string_view enhanced, std::string_view text,
