@@ -32,6 +32,7 @@ void usage() {
                "  metrics                       counters and gauges in the Prometheus text format\n"
                "  quarantine list               messages held (virus, spam), with the reason and expiry\n"
                "  quarantine show|release|delete ID   headers | queue it for its recipients | drop it\n"
+               "  spam lift ADDRESS             let an account suspended for outbound spam send again\n"
                "  domain add|remove DOMAIN      serve (or stop serving) mail for DOMAIN\n"
                "  domain list\n"
                "  user add ADDRESS              create a user; the password is read from the terminal or stdin\n"
@@ -207,6 +208,7 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
   if (group == "quota" && verb == "show" && n == 3) return build("quota.get", {{"address", w[2]}});
   if (group == "quota" && verb == "usage" && n == 3) return build("limits.usage", {{"address", w[2]}});
   if (group == "quarantine" && verb == "list" && n == 2) return build("quarantine.list", {});
+  if (group == "spam" && verb == "lift" && n == 3) return build("spam.lift", {{"address", w[2]}});
   if (group == "quarantine" && (verb == "show" || verb == "release" || verb == "delete") && n == 3)
     return build("quarantine." + verb, {{"id", w[2]}});
   if (group == "keys" && verb == "rotate" && n == 2) return build("keys.rotate", {});

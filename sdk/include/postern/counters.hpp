@@ -38,6 +38,9 @@ class CountersClient {
   void get(std::string_view key, std::function<void(Result<uint64_t>)> done) const {
     call("get", Record().add("key", key), "count", std::move(done));
   }
+  void del(std::string_view key, std::function<void(Result<uint64_t>)> done) const {
+    call("del", Record().add("key", key), "count", std::move(done));
+  }
   // The count and how long its window has left (for "try again in ...").
   void window(std::string_view key, std::function<void(Result<CounterWindow>)> done) const {
     bool made = host_.call(conn_, "counters", "get", Record().add("key", key).encode(),
