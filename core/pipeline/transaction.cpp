@@ -17,8 +17,10 @@ constexpr std::string_view kStages[] = {"connect", "helo",     "auth",   "mail_f
                                         "data_headers", "data_end", "queued", "outbound"};
 constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempfail", "discard", "quarantine", "hold"};
 // Fields the host fills; a protocol cannot overwrite them.
-constexpr std::string_view kHostFields[] = {"peer", "listener", "tls_version", "tls_cipher", "add_header",
-                                            "authentication_results", "score"};
+constexpr std::string_view kHostFields[] = {"peer",        "listener",    "tls_version",      "tls_cipher",
+                                            "add_header",  "authentication_results",           "score",
+                                            "message_replaced", "rcpt_added", "rcpt_removed"};
+constexpr size_t kMaxRcptChanges = 1000;
 constexpr size_t kMaxFieldValue = size_t{4} << 30;  // the message itself is a field
 constexpr size_t kMaxHeaders = 64;
 
@@ -114,7 +116,11 @@ bool Transaction::allowed(const Ask& ask, uint32_t action) const {
   // Once per transaction, so a filter calling in a loop cannot flood the log.
   if (std::exchange(undeclared_logged_, true)) return false;
   log_warning("pipeline.undeclared_action",
-              {{"filter", filters_[ask.filter].name}, {"action", action == PST_FILTER_SET_SCORE ? "set_score" : "add_header"}});
+              {{"filter", filters_[ask.filter].name},
+               {"action", action == PST_FILTER_SET_SCORE      ? "set_score"
+                          : action == PST_FILTER_REPLACE_BODY ? "replace_message"
+                          : action == PST_FILTER_CHANGE_RCPT  ? "change_rcpt"
+                                                              : "add_header"}});
   return false;
 }
 
@@ -140,6 +146,41 @@ pst_status Transaction::add_score(const Ask& ask, int32_t delta) {
   std::lock_guard lock(mutex_);
   if (!allowed(ask, PST_FILTER_SET_SCORE)) return PST_ERR_UNSUPPORTED;
   score_ += delta;
+  return PST_OK;
+}
+
+pst_status Transaction::replace_message(const Ask& ask, std::string_view message) {
+  if (message.empty() || message.size() > kMaxFieldValue) return PST_ERR_INVALID;
+  std::lock_guard lock(mutex_);
+  if (stage_ != PST_STAGE_DATA_END || !fields_.count("message")) return PST_ERR_INVALID;
+  if (!allowed(ask, PST_FILTER_REPLACE_BODY)) return PST_ERR_UNSUPPORTED;
+  auto range = fields_.equal_range("message");
+  for (auto it = range.first; it != range.second; ++it) replaced_.push_back(it->second);  // a filter may still read it
+  fields_.erase("message");
+  fields_.emplace("message", std::make_shared<const std::string>(message));
+  if (!fields_.count("message_replaced")) fields_.emplace("message_replaced", std::make_shared<const std::string>("1"));
+  return PST_OK;
+}
+
+pst_status Transaction::change_rcpt(const Ask& ask, std::string_view address, bool add) {
+  if (address.empty() || address.size() > 512 || !clean(address, false)) return PST_ERR_INVALID;
+  std::lock_guard lock(mutex_);
+  if (!allowed(ask, PST_FILTER_CHANGE_RCPT)) return PST_ERR_UNSUPPORTED;
+  if (fields_.count("rcpt_added") + fields_.count("rcpt_removed") >= kMaxRcptChanges) return PST_ERR_LIMIT;
+  if (add) {
+    fields_.emplace("rcpt", std::make_shared<const std::string>(address));
+  } else {
+    auto range = fields_.equal_range("rcpt");
+    for (auto it = range.first; it != range.second;) {
+      if (*it->second == address) {
+        replaced_.push_back(it->second);
+        it = fields_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  fields_.emplace(add ? "rcpt_added" : "rcpt_removed", std::make_shared<const std::string>(address));
   return PST_OK;
 }
 

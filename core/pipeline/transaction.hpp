@@ -71,6 +71,8 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   pst_status add_header(const Ask& ask, std::string_view name, std::string_view value);
   pst_status add_result(const Ask& ask, std::string_view result);
   pst_status add_score(const Ask& ask, int32_t delta);
+  pst_status replace_message(const Ask& ask, std::string_view message);
+  pst_status change_rcpt(const Ask& ask, std::string_view address, bool add);
   static void answered(Ask* ask, const pst_verdict_v1* verdict);  // takes ownership of ask
 
   // The protocol's handle keeps the transaction until end().

@@ -433,6 +433,19 @@ pst_status txn_add_score(pst_txn* t, int32_t delta) {
   return a ? a->txn->add_score(*a, delta) : PST_ERR_UNSUPPORTED;
 }
 
+pst_status txn_replace_message(pst_txn* t, pst_str message) {
+  auto* a = ask(t);
+  return a ? a->txn->replace_message(*a, sv(message)) : PST_ERR_UNSUPPORTED;
+}
+pst_status txn_add_rcpt(pst_txn* t, pst_str address) {
+  auto* a = ask(t);
+  return a ? a->txn->change_rcpt(*a, sv(address), true) : PST_ERR_UNSUPPORTED;
+}
+pst_status txn_del_rcpt(pst_txn* t, pst_str address) {
+  auto* a = ask(t);
+  return a ? a->txn->change_rcpt(*a, sv(address), false) : PST_ERR_UNSUPPORTED;
+}
+
 const pst_host_v1 kHostApi = {
     sizeof(pst_host_v1), PST_ABI_MAJOR,  PST_ABI_MINOR,  host_log,       config_root,      config_type,
     config_get,          config_size,    config_at,      config_key_at,  config_string,    config_integer,
@@ -441,6 +454,7 @@ const pst_host_v1 kHostApi = {
     conn_resume,         conn_set_timeout, conn_set_read_limit, call,     call_reply,       subscribe,
     unsubscribe,         publish,        server_path,    txn_begin,      txn_end,          txn_set,
     txn_get,             txn_run,        txn_add_header, txn_add_result, txn_add_score,
+    txn_replace_message, txn_add_rcpt,   txn_del_rcpt,
 };
 
 }  // namespace

@@ -5,26 +5,16 @@
 // that fails is dropped and the scan retried once on a fresh connection.
 #pragma once
 
+#include <postern/blocking_socket.hpp>
+
 #include <chrono>
 #include <cstddef>
-#include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace postern::av {
-
-struct ClamdAddress {
-  bool unix_socket = true;
-  std::string path;  // unix
-  std::string host;  // tcp: an IP address
-  uint16_t port = 0;
-};
-// "unix:/run/clamav/clamd.ctl", "/run/clamav/clamd.ctl", "tcp:127.0.0.1:3310",
-// "127.0.0.1:3310", "[::1]:3310"; nullopt for anything else.
-std::optional<ClamdAddress> parse_clamd_address(std::string_view text);
 
 struct ScanResult {
   enum Kind { clean, infected, too_large, error } kind = error;
@@ -37,23 +27,21 @@ ScanResult parse_reply(std::string_view reply);
 
 class Clamd {
  public:
-  Clamd(ClamdAddress address, size_t max_idle);
+  Clamd(sdk::net::SocketAddress address, size_t max_idle);
   ~Clamd();
   Clamd(const Clamd&) = delete;
 
   ScanResult scan(std::string_view data, std::chrono::milliseconds timeout);
 
  private:
-  struct Connection;
-  std::unique_ptr<Connection> take();
-  void give_back(std::unique_ptr<Connection> c);
-  std::unique_ptr<Connection> connect(std::chrono::steady_clock::time_point deadline, std::string& error);
-  ScanResult scan_on(Connection& c, std::string_view data, std::chrono::steady_clock::time_point deadline);
+  using Socket = sdk::net::BlockingSocket;
+  ScanResult scan_on(Socket& s, std::string_view data, Socket::Deadline deadline);
+  void give_back(Socket s);
 
-  ClamdAddress address_;
+  sdk::net::SocketAddress address_;
   size_t max_idle_;
   std::mutex mutex_;
-  std::vector<std::unique_ptr<Connection>> idle_;
+  std::vector<Socket> idle_;  // in IDSESSION mode
 };
 
 }  // namespace postern::av

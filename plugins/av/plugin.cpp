@@ -26,7 +26,7 @@ class Plugin : public sdk::Plugin {
   bool configure(Config cfg) override {
     cfg.allow_keys({"clamd", "timeout", "max_size", "max_parallel", "max_idle", "infected", "on_error", "score"});
     std::string where = cfg.string("clamd", "unix:/run/clamav/clamd.ctl");
-    auto address = parse_clamd_address(where);
+    auto address = net::parse_socket_address(where);
     if (!address) cfg["clamd"].error("\"unix:/path\" or \"tcp:IP:PORT\"");
     timeout_ = cfg.duration("timeout", std::chrono::seconds(30));
     // clamd's StreamMaxLength is 25 MB by default: larger messages are not

@@ -63,6 +63,13 @@ bool Session::refused(const StageVerdict& v) {
   return false;
 }
 
+namespace {
+std::string sdk_lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+}  // namespace
+
 bool Session::dispose(const StageVerdict& v, int& disposition, std::string& hold_reason) {
   if (v.kind != PST_VERDICT_DISCARD && v.kind != PST_VERDICT_QUARANTINE && v.kind != PST_VERDICT_HOLD) return false;
   disposition = v.kind;
@@ -696,7 +703,36 @@ void Session::finish_message(std::string message) {
       reset_transaction();
       return resume();
     }
-    deliver_message(*body, disposition == PST_VERDICT_QUARANTINE ? "Junk" : "");
+    FilterChanges changes = backend_.filter_changes();
+    if (changes.message) *body = std::move(*changes.message);
+    for (const std::string& gone : changes.removed)
+      std::erase_if(envelope_.rcpts, [&](const Recipient& r) { return sdk_lower(r.address.str()) == sdk_lower(gone); });
+    apply_changes(std::move(changes.added), [this, body, disposition] {
+      if (envelope_.rcpts.empty()) {  // the filters took every recipient away: nobody to deliver to
+        io_.log("smtp.no_recipients_left", {{"peer", peer_}});
+        reply(250, "2.0.0", "message accepted");
+        reset_transaction();
+        return resume();
+      }
+      deliver_message(*body, disposition == PST_VERDICT_QUARANTINE ? "Junk" : "");
+    });
+  });
+}
+
+void Session::apply_changes(std::vector<std::string> added, std::function<void()> then) {
+  if (added.empty()) return then();
+  std::string next = std::move(added.back());
+  added.pop_back();
+  auto at = next.rfind('@');
+  Address address{next.substr(0, at == std::string::npos ? 0 : at), at == std::string::npos ? "" : sdk_lower(next.substr(at + 1))};
+  backend_.lookup(address.str(), [this, alive = std::weak_ptr<bool>(alive_), address, added = std::move(added),
+                                  then = std::move(then)](Lookup l) mutable {
+    if (alive.expired()) return;
+    if (l.kind == Lookup::local || l.kind == Lookup::not_local)  // a filter may relay: it is the operator's
+      envelope_.rcpts.push_back(Recipient{address, l.kind == Lookup::local ? l.account : 0, "", ""});
+    else
+      io_.log("smtp.added_rcpt_dropped", {{"peer", peer_}, {"rcpt", address.str()}, {"reason", l.detail}});
+    apply_changes(std::move(added), std::move(then));
   });
 }
 

@@ -85,6 +85,13 @@ struct DeliverResult {
   std::string enhanced;
 };
 
+// What filters changed at the end of data (milters): the message, and
+// envelope recipients added or removed ("local@domain").
+struct FilterChanges {
+  std::optional<std::string> message;
+  std::vector<std::string> added, removed;
+};
+
 // What the pipeline's filters decided about a stage (pst_verdict_kind).
 struct StageVerdict {
   int kind = 0;  // PST_VERDICT_CONTINUE
@@ -132,6 +139,8 @@ class Backend {
                        std::function<void(DeliverResult)> done) = 0;
   // The message pipeline (filters) for one stage; stage is a pst_stage.
   virtual void stage(int stage, const StageInput& input, std::function<void(StageVerdict)> done) = 0;
+  // What the filters changed in the current transaction (after data_end).
+  virtual FilterChanges filter_changes() { return {}; }
   // Header lines the filters added to the current transaction.
   virtual std::vector<std::string> added_headers() = 0;
   // The mail transaction ended (delivered, refused or reset).
@@ -172,6 +181,9 @@ class Session {
   void starttls();
   void finish_message(std::string message);
   void apply_limits(const std::optional<sdk::MessageLimits>& m);
+  // Applies filter_changes() to the envelope (looking up added recipients,
+  // one after another), then runs then.
+  void apply_changes(std::vector<std::string> added, std::function<void()> then);
   void deliver_message(const std::string& message, const std::string& mailbox);
   void greet_client(const std::string& helo, bool extended);
   bool refused(const StageVerdict& v);

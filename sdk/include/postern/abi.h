@@ -39,7 +39,9 @@
  *                    protocols, txn_add_header/add_result/add_score for
  *                    filters (pst_filter_v1 tables run in [pipeline] order).
  *   1.3  2026-11-28  the verdict PST_VERDICT_HOLD (keep the message in the
- *                    quarantine; a 1.2 host turns it into TEMPFAIL).
+ *                    quarantine; a 1.2 host turns it into TEMPFAIL);
+ *                    txn_replace_message, txn_add_rcpt, txn_del_rcpt for
+ *                    filters (milters change messages and recipients).
  */
 #ifndef POSTERN_ABI_H
 #define POSTERN_ABI_H
@@ -396,6 +398,17 @@ typedef struct pst_host_v1 {
    * (needs PST_FILTER_ADD_HEADER). */
   pst_status (*txn_add_result)(pst_txn* txn, pst_str result);
   pst_status (*txn_add_score)(pst_txn* txn, int32_t delta);
+
+  /* --- 1.3: for filters at data_end (same rules as above) ---
+   * The whole message (header and body) replaced: later filters and the
+   * protocol see the new one ("message"; "message_replaced" is set).
+   * Needs PST_FILTER_REPLACE_BODY. */
+  pst_status (*txn_replace_message)(pst_txn* txn, pst_str message);
+  /* An envelope recipient added or removed (PST_FILTER_CHANGE_RCPT): the
+   * "rcpt" fields change, and the protocol reads "rcpt_added" and
+   * "rcpt_removed" to act on it. */
+  pst_status (*txn_add_rcpt)(pst_txn* txn, pst_str address);
+  pst_status (*txn_del_rcpt)(pst_txn* txn, pst_str address);
 } pst_host_v1;
 
 /* ------------------------------------------------------------------ */

@@ -47,6 +47,18 @@ class FilterTxn {
   }
   bool add_result(std::string_view resinfo) const { return api_->txn_add_result(txn_, str(resinfo)) == PST_OK; }
   bool add_score(int32_t delta) const { return api_->txn_add_score(txn_, delta) == PST_OK; }
+  // 1.3, at data_end: the whole message replaced (PST_FILTER_REPLACE_BODY);
+  // recipients added or removed (PST_FILTER_CHANGE_RCPT). False on an
+  // older host or when refused.
+  bool replace_message(std::string_view message) const {
+    return PST_HAS_FIELD(api_, pst_host_v1, txn_replace_message) && api_->txn_replace_message(txn_, str(message)) == PST_OK;
+  }
+  bool add_rcpt(std::string_view address) const {
+    return PST_HAS_FIELD(api_, pst_host_v1, txn_add_rcpt) && api_->txn_add_rcpt(txn_, str(address)) == PST_OK;
+  }
+  bool del_rcpt(std::string_view address) const {
+    return PST_HAS_FIELD(api_, pst_host_v1, txn_del_rcpt) && api_->txn_del_rcpt(txn_, str(address)) == PST_OK;
+  }
 
  private:
   const pst_host_v1* api_;
