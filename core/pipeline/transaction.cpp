@@ -19,10 +19,16 @@ constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempf
 // Fields the host fills; a protocol cannot overwrite them.
 constexpr std::string_view kHostFields[] = {"peer",        "listener",    "tls_version",      "tls_cipher",
                                             "add_header",  "authentication_results",           "score",
-                                            "message_replaced", "rcpt_added", "rcpt_removed"};
+                                            "message_replaced", "rcpt_changes"};
 constexpr size_t kMaxRcptChanges = 1000;
 constexpr size_t kMaxFieldValue = size_t{4} << 30;  // the message itself is a field
 constexpr size_t kMaxHeaders = 64;
+
+bool same_address(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
 
 std::string_view sv(pst_str s) { return s.data ? std::string_view(s.data, s.len) : std::string_view(); }
 
@@ -165,14 +171,15 @@ pst_status Transaction::replace_message(const Ask& ask, std::string_view message
 pst_status Transaction::change_rcpt(const Ask& ask, std::string_view address, bool add) {
   if (address.empty() || address.size() > 512 || !clean(address, false)) return PST_ERR_INVALID;
   std::lock_guard lock(mutex_);
+  if (stage_ != PST_STAGE_DATA_END) return PST_ERR_INVALID;
   if (!allowed(ask, PST_FILTER_CHANGE_RCPT)) return PST_ERR_UNSUPPORTED;
-  if (fields_.count("rcpt_added") + fields_.count("rcpt_removed") >= kMaxRcptChanges) return PST_ERR_LIMIT;
+  if (fields_.count("rcpt_changes") >= kMaxRcptChanges) return PST_ERR_LIMIT;
   if (add) {
     fields_.emplace("rcpt", std::make_shared<const std::string>(address));
   } else {
     auto range = fields_.equal_range("rcpt");
     for (auto it = range.first; it != range.second;) {
-      if (*it->second == address) {
+      if (same_address(*it->second, address)) {
         replaced_.push_back(it->second);
         it = fields_.erase(it);
       } else {
@@ -180,7 +187,7 @@ pst_status Transaction::change_rcpt(const Ask& ask, std::string_view address, bo
       }
     }
   }
-  fields_.emplace(add ? "rcpt_added" : "rcpt_removed", std::make_shared<const std::string>(address));
+  fields_.emplace("rcpt_changes", std::make_shared<const std::string>((add ? "+" : "-") + std::string(address)));
   return PST_OK;
 }
 
@@ -200,6 +207,7 @@ pst_status Transaction::run(pst_stage stage, pst_stage_done_fn done, void* user)
   running_ = true;
   stage_ = stage;
   index_ = 0;
+  disposition_ = Verdict{};
   done_ = done;
   user_ = user;
   refresh_host_fields();
@@ -237,7 +245,7 @@ void Transaction::next() {
   auto live = conn_.lock();
   if (ended_ || !live || !live->open()) return finish(Verdict{});  // nobody waits for the rest
   while (index_ < filters_.size() && !(filters_[index_].table->stages & PST_STAGE_BIT(stage_))) ++index_;
-  if (index_ == filters_.size()) return finish(Verdict{});
+  if (index_ == filters_.size()) return finish(std::move(disposition_));
   uint64_t attempt;
   {
     std::lock_guard lock(mutex_);
@@ -300,7 +308,14 @@ void Transaction::settle(Verdict v, bool from_filter) {
                    std::string(kVerdicts[v.kind]) + (from_filter ? "" : "(" + v.reason + ")"));
   }
   if (v.kind == PST_VERDICT_CONTINUE) return next();
-  if (v.kind == PST_VERDICT_ACCEPT) return finish(Verdict{});  // skip the rest of this stage
+  // Junk, discard and hold decide where the message goes, not whether the
+  // others look at it: a virus scanner after DMARC's "quarantine" still runs.
+  if (v.kind == PST_VERDICT_QUARANTINE || v.kind == PST_VERDICT_DISCARD || v.kind == PST_VERDICT_HOLD) {
+    auto rank = [](uint32_t k) { return k == PST_VERDICT_HOLD ? 3 : k == PST_VERDICT_DISCARD ? 2 : k == PST_VERDICT_QUARANTINE ? 1 : 0; };
+    if (rank(v.kind) > rank(disposition_.kind)) disposition_ = std::move(v);
+    return next();
+  }
+  if (v.kind == PST_VERDICT_ACCEPT) return finish(std::move(disposition_));  // skip the rest of this stage
   if (v.kind == PST_VERDICT_TEMPFAIL && v.text.empty()) v.text = "temporary failure, try again later";
   finish(std::move(v));
 }

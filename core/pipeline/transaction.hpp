@@ -104,7 +104,9 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   // copying one that a later set() replaced.
   std::multimap<std::string, std::shared_ptr<const std::string>> fields_;
   std::vector<std::shared_ptr<const std::string>> replaced_;
-  std::vector<std::string> headers_, results_;
+  // Deques: a reader may still be copying a value txn_get returned while
+  // another filter appends (a vector would move short strings away).
+  std::deque<std::string> headers_, results_;
   std::deque<std::string> assembled_;
   int64_t score_ = 0;
   std::vector<std::string> log_;
@@ -115,6 +117,9 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   bool ended_ = false, log_pending_ = false;
   pst_stage stage_ = PST_STAGE_CONNECT;
   size_t index_ = 0;  // next filter of the stage
+  // The strongest disposition a filter of this stage asked for (Junk <
+  // discard < hold): the other filters still run, then it is the verdict.
+  Verdict disposition_;
   pst_stage_done_fn done_ = nullptr;
   void* user_ = nullptr;
   std::unique_ptr<boost::asio::steady_timer> timer_;

@@ -85,10 +85,13 @@ Outcome fail(std::string why) {
   return o;
 }
 
+// Macros with a value only: an empty {auth_authen} would tell rspamd the
+// sender is authenticated.
 std::string macros(char stage, std::initializer_list<std::pair<const char*, std::string>> list) {
   std::string d(1, stage);
-  for (const auto& [k, v] : list) d += std::string(k) + '\0' + v + '\0';
-  return d;
+  for (const auto& [k, v] : list)
+    if (!v.empty()) d += std::string(k) + '\0' + v + '\0';
+  return d.size() > 1 ? d : "";
 }
 
 }  // namespace
@@ -136,25 +139,14 @@ Outcome converse(const sdk::net::SocketAddress& milter, std::chrono::millisecond
   if (!stage(cmd::mail, angle(env.sender) + '\0', step::no_mail, step::nr_mail,
              macros(cmd::mail, {{"{mail_addr}", env.sender}, {"{auth_authen}", env.auth_user}})))
     return o;
-  std::vector<std::string> rcpts;
-  for (const std::string& r : env.rcpts) {
-    Outcome one;
-    std::swap(o, one);
-    bool go_on = stage(cmd::rcpt, angle(r) + '\0', step::no_rcpt, step::nr_rcpt, macros(cmd::rcpt, {{"{rcpt_addr}", r}}));
-    std::swap(o, one);
-    if (one.kind == Outcome::error || one.kind == Outcome::discard || one.kind == Outcome::accept) return one;
-    if (!go_on && (one.kind == Outcome::reject || one.kind == Outcome::tempfail)) {  // this recipient only
-      o.removed.push_back(r);
-      o.actions.push_back("rcpt refused " + r);
-      continue;
+  // A recipient the milter refuses (or defers) refuses (defers) the whole
+  // message: at the end of data there is no answering per recipient, and
+  // dropping one silently would lose its mail.
+  for (const std::string& r : env.rcpts)
+    if (!stage(cmd::rcpt, angle(r) + '\0', step::no_rcpt, step::nr_rcpt, macros(cmd::rcpt, {{"{rcpt_addr}", r}}))) {
+      o.actions.push_back("refused at rcpt " + r);
+      return o;
     }
-    rcpts.push_back(r);
-  }
-  if (rcpts.empty()) {
-    o.kind = Outcome::reject;
-    o.text = "the filter refused every recipient";
-    return o;
-  }
   if (!stage(cmd::data, "", step::no_data, step::nr_data, "")) return o;
 
   Message m = split(message);
@@ -181,9 +173,15 @@ Outcome converse(const sdk::net::SocketAddress& milter, std::chrono::millisecond
   if (!s.send(cmd::eob)) return lost();
   bool changed = false, body_replaced = false;
   std::string new_body;
+  // What a milter may ask for at the end of body is bounded: a broken or
+  // hostile one must not grow our memory without end.
+  size_t budget = message.size() + (size_t{1} << 20), modifications = 0;
   while (true) {
     auto r = s.reply();
     if (!r) return lost();
+    if (r->command != reply::replbody && (++modifications > 1000 || r->data.size() > budget))
+      return fail("too many or too large modifications");
+    if (r->command != reply::replbody) budget -= r->data.size();
     auto parts = strings(r->data);
     auto part = [&](size_t i) { return i < parts.size() ? parts[i] : std::string(); };
     switch (r->command) {
@@ -207,7 +205,7 @@ Outcome converse(const sdk::net::SocketAddress& milter, std::chrono::millisecond
       case reply::replbody:
         if (!body_replaced) new_body.clear();
         body_replaced = true;
-        if (new_body.size() + r->data.size() > kMaxPacket * 4) return fail("a replacement body too large");
+        if (new_body.size() + r->data.size() > message.size() + (size_t{1} << 20)) return fail("a replacement body too large");
         new_body += r->data;
         changed = true;
         continue;

@@ -93,6 +93,11 @@ class Plugin : public sdk::Plugin {
       for (size_t i = 0; auto r = txn.get("rcpt", i); ++i) env.rcpts.push_back(*r);
       Outcome o = converse(m.address, m.timeout, env, message);
       log(txn, m, o);
+      if (o.kind == Outcome::error) {  // nothing it said counts; its on_error decides
+        if (m.on_error == "accept") continue;
+        if (changed) txn.replace_message(message);
+        return finish(txn, verdict, o, &m);
+      }
       for (const std::string& r : o.removed) txn.del_rcpt(r);
       for (const std::string& r : o.added) txn.add_rcpt(r);
       if (o.message) {

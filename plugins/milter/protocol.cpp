@@ -4,21 +4,37 @@
 #include <cctype>
 
 namespace postern::milter {
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 200) return false;
+  for (unsigned char c : name)
+    if (c <= ' ' || c == ':' || c >= 0x7f) return false;
+  return true;
+}
+
 namespace {
 
 bool same_name(std::string_view a, std::string_view b) {
+  if (!valid_name(a) || !valid_name(b)) return false;
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
 }
 
 // A value a milter gave, as a header line's value: a leading space after
-// the colon, bare LF line breaks turned into CRLF folding.
+// the colon, and every line break (LF, CR or CRLF) made CRLF folding with
+// whitespace after it, so that no value can start a field or end the header.
 std::string as_value(std::string_view v) {
   std::string out = v.empty() || v.front() == ' ' || v.front() == '\t' ? "" : " ";
   for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i] == '\n' && (i == 0 || v[i - 1] != '\r')) out += '\r';
-    out += v[i];
+    char c = v[i];
+    if (c != '\r' && c != '\n') {
+      out += c;
+      continue;
+    }
+    if (c == '\r' && i + 1 < v.size() && v[i + 1] == '\n') ++i;
+    out += "\r\n";
+    if (i + 1 >= v.size() || (v[i + 1] != ' ' && v[i + 1] != '\t')) out += '\t';
   }
   return out;
 }
@@ -91,15 +107,17 @@ void change_header(Message& m, uint32_t index, std::string_view name, std::strin
     else it->value = as_value(value);
     return;
   }
-  if (!value.empty()) m.fields.push_back({std::string(name), as_value(value)});  // libmilter: a missing one is added
+  if (!value.empty() && valid_name(name)) m.fields.push_back({std::string(name), as_value(value)});  // a missing one is added
 }
 
 void insert_header(Message& m, uint32_t index, std::string_view name, std::string_view value) {
+  if (!valid_name(name)) return;
   size_t at = std::min<size_t>(index, m.fields.size());
   m.fields.insert(m.fields.begin() + static_cast<std::ptrdiff_t>(at), {std::string(name), as_value(value)});
 }
 
 void add_header(Message& m, std::string_view name, std::string_view value) {
+  if (!valid_name(name)) return;
   m.fields.push_back({std::string(name), as_value(value)});
 }
 

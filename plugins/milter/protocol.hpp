@@ -58,6 +58,10 @@ struct Message {
 };
 Message split(std::string_view message);
 
+// A header field name a milter may use: printable, no colon or space.
+// Edits with any other name are ignored.
+bool valid_name(std::string_view name);
+
 // SMFIR_CHGHEADER: the index-th (1-based) field called name changed, or
 // deleted when value is empty. SMFIR_INSHEADER: inserted at index (0 = first).
 void change_header(Message& m, uint32_t index, std::string_view name, std::string_view value);

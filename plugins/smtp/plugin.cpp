@@ -136,8 +136,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     FilterChanges c;
     if (!mail_pipe_) return c;
     if (mail_pipe_->get("message_replaced")) c.message = mail_pipe_->get("message");
-    for (size_t i = 0; auto a = mail_pipe_->get("rcpt_added", i); ++i) c.added.push_back(*a);
-    for (size_t i = 0; auto r = mail_pipe_->get("rcpt_removed", i); ++i) c.removed.push_back(*r);
+    for (size_t i = 0; auto r = mail_pipe_->get("rcpt_changes", i); ++i) c.rcpts.push_back(*r);
     return c;
   }
   // What the connection's own stages (connect, helo) added comes first.

@@ -70,11 +70,13 @@ std::string sdk_lower(std::string s) {
 }
 }  // namespace
 
-bool Session::dispose(const StageVerdict& v, int& disposition, std::string& hold_reason) {
-  if (v.kind != PST_VERDICT_DISCARD && v.kind != PST_VERDICT_QUARANTINE && v.kind != PST_VERDICT_HOLD) return false;
+// Only ever stronger (Junk < discard < hold): a later stage's Junk does
+// not undo an earlier hold.
+void Session::dispose(const StageVerdict& v, int& disposition, std::string& hold_reason) {
+  auto rank = [](int k) { return k == PST_VERDICT_HOLD ? 3 : k == PST_VERDICT_DISCARD ? 2 : k == PST_VERDICT_QUARANTINE ? 1 : 0; };
+  if (rank(v.kind) <= rank(disposition)) return;
   disposition = v.kind;
   if (v.kind == PST_VERDICT_HOLD) hold_reason = v.reason.empty() ? "held by a filter" : v.reason;
-  return true;
 }
 
 StageInput Session::stage_input() const {
@@ -378,10 +380,9 @@ void Session::mail(const Command& c) {
         envelope_.from = p.address;
         envelope_.params = p.params;
         // Discard or quarantine decided before the message holds for it.
-        if (!dispose(v, disposition_, hold_reason_)) {
-          disposition_ = conn_disposition_;
-          hold_reason_ = conn_hold_reason_;
-        }
+        disposition_ = conn_disposition_;
+        hold_reason_ = conn_hold_reason_;
+        dispose(v, disposition_, hold_reason_);
         reply(250, "2.1.0", "sender OK");
       } else {
         backend_.transaction_done();
@@ -705,9 +706,20 @@ void Session::finish_message(std::string message) {
     }
     FilterChanges changes = backend_.filter_changes();
     if (changes.message) *body = std::move(*changes.message);
-    for (const std::string& gone : changes.removed)
-      std::erase_if(envelope_.rcpts, [&](const Recipient& r) { return sdk_lower(r.address.str()) == sdk_lower(gone); });
-    apply_changes(std::move(changes.added), [this, body, disposition] {
+    // Recipient changes in the order the filters made them; each address once.
+    std::vector<std::string> added;
+    auto same = [](const std::string& a, const std::string& b) { return sdk_lower(a) == sdk_lower(b); };
+    for (const std::string& change : changes.rcpts) {
+      std::string address = change.substr(1);
+      std::erase_if(added, [&](const std::string& a) { return same(a, address); });
+      if (change[0] == '-') {
+        std::erase_if(envelope_.rcpts, [&](const Recipient& r) { return same(r.address.str(), address); });
+      } else if (std::none_of(envelope_.rcpts.begin(), envelope_.rcpts.end(),
+                              [&](const Recipient& r) { return same(r.address.str(), address); })) {
+        added.push_back(address);
+      }
+    }
+    add_recipients(std::move(added), [this, body, disposition] {
       if (envelope_.rcpts.empty()) {  // the filters took every recipient away: nobody to deliver to
         io_.log("smtp.no_recipients_left", {{"peer", peer_}});
         reply(250, "2.0.0", "message accepted");
@@ -719,20 +731,29 @@ void Session::finish_message(std::string message) {
   });
 }
 
-void Session::apply_changes(std::vector<std::string> added, std::function<void()> then) {
+void Session::add_recipients(std::vector<std::string> added, std::function<void()> then) {
   if (added.empty()) return then();
-  std::string next = std::move(added.back());
-  added.pop_back();
+  std::string next = std::move(added.front());
+  added.erase(added.begin());
   auto at = next.rfind('@');
-  Address address{next.substr(0, at == std::string::npos ? 0 : at), at == std::string::npos ? "" : sdk_lower(next.substr(at + 1))};
+  if (at == std::string::npos || at == 0) {  // no domain: nothing to look up
+    io_.log("smtp.added_rcpt_dropped", {{"peer", peer_}, {"rcpt", next}, {"reason", "not an address"}});
+    return add_recipients(std::move(added), std::move(then));
+  }
+  Address address{next.substr(0, at), sdk_lower(next.substr(at + 1))};
   backend_.lookup(address.str(), [this, alive = std::weak_ptr<bool>(alive_), address, added = std::move(added),
                                   then = std::move(then)](Lookup l) mutable {
     if (alive.expired()) return;
+    if (l.kind == Lookup::temporary) {  // losing a recipient a filter added would lose mail: try again later
+      reply(451, "4.3.0", "temporary failure checking a recipient; try again");
+      reset_transaction();
+      return resume();
+    }
     if (l.kind == Lookup::local || l.kind == Lookup::not_local)  // a filter may relay: it is the operator's
       envelope_.rcpts.push_back(Recipient{address, l.kind == Lookup::local ? l.account : 0, "", ""});
     else
       io_.log("smtp.added_rcpt_dropped", {{"peer", peer_}, {"rcpt", address.str()}, {"reason", l.detail}});
-    apply_changes(std::move(added), std::move(then));
+    add_recipients(std::move(added), std::move(then));
   });
 }
 

@@ -86,10 +86,10 @@ struct DeliverResult {
 };
 
 // What filters changed at the end of data (milters): the message, and
-// envelope recipients added or removed ("local@domain").
+// envelope recipients added ("+local@domain") or removed ("-..."), in order.
 struct FilterChanges {
   std::optional<std::string> message;
-  std::vector<std::string> added, removed;
+  std::vector<std::string> rcpts;
 };
 
 // What the pipeline's filters decided about a stage (pst_verdict_kind).
@@ -182,14 +182,15 @@ class Session {
   void finish_message(std::string message);
   void apply_limits(const std::optional<sdk::MessageLimits>& m);
   // Applies filter_changes() to the envelope (looking up added recipients,
-  // one after another), then runs then.
-  void apply_changes(std::vector<std::string> added, std::function<void()> then);
+  // one after another), then runs then(ok); ok false: a lookup failed for
+  // now and the message was answered with 451.
+  void add_recipients(std::vector<std::string> added, std::function<void()> then);
   void deliver_message(const std::string& message, const std::string& mailbox);
   void greet_client(const std::string& helo, bool extended);
   bool refused(const StageVerdict& v);
   // A discard, quarantine or hold verdict decides what happens to the
-  // message(s) once accepted; true if v was one.
-  bool dispose(const StageVerdict& v, int& disposition, std::string& hold_reason);
+  // message(s) once accepted.
+  void dispose(const StageVerdict& v, int& disposition, std::string& hold_reason);
   StageInput stage_input() const;
   void reset_transaction();
 

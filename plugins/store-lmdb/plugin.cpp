@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <mutex>
 
 namespace postern::store {
 namespace {
@@ -164,6 +165,7 @@ class Plugin : public sdk::Plugin {
   std::string admin(const std::string& method, const Record& req);
   std::string rotate_keys();
   uint64_t quarantine_ms_ = 30ull * 86'400'000;
+  std::mutex releasing_;
   std::string queue_admin(const std::string& command, const Record& req);
   std::string quarantine_admin(const std::string& command, const Record& req);
   std::string dns_records(const Record& req);
@@ -336,6 +338,7 @@ std::string Plugin::quarantine_admin(const std::string& command, const Record& r
     return "deleted " + std::string(out.get_or("id", "")) + "\n";
   }
   if (command == "release") {
+    std::lock_guard one_at_a_time(releasing_);  // two releases of one message must not queue it twice
     Record e = store_->quarantine_get(req);
     Record request;
     for (auto& [k, v] : e.fields())

@@ -44,7 +44,7 @@ Record Store::quarantine_put(const Record& r) {
   for (auto& [k, v] : r.fields())
     if (k == "sender" || k == "rcpt" || k == "reason" || k == "peer" || k == "helo" || k == "auth" || k == "protocol" ||
         k == "ret" || k == "envid" || k == "body" || k == "smtputf8")
-      meta.add(k, v.substr(0, k == "rcpt" ? 2048 : 1000));
+      meta.add(k, k == "rcpt" ? v : v.substr(0, 1000));  // recipients whole: a release needs them as they were
   std::string key = be64(now + retention) + random_bytes(8);
   meta.add("id", hex(key));
   const Key& dir = vault_->directory_key();
@@ -67,6 +67,20 @@ Record Store::quarantine_put(const Record& r) {
 
 Record Store::quarantine_list(const Record&) {
   uint64_t now = now_ms();
+  {  // expired ones go now too, not only when something new is held
+    Txn txn(*db_, true);
+    std::vector<std::string> expired;
+    txn.scan(Table::quarantine, "", [&](std::string_view k, std::string_view) {
+      if (k.size() != kKey || from_be64(k.substr(0, 8)) >= now) return false;
+      expired.emplace_back(k);
+      return true;
+    });
+    for (const std::string& k : expired) {
+      txn.del(Table::quarantine, k);
+      txn.del(Table::quarantine_data, k);
+    }
+    txn.commit();
+  }
   Txn txn(*db_, false);
   std::vector<Record> items;
   txn.scan(Table::quarantine, "", [&](std::string_view k, std::string_view v) {

@@ -522,6 +522,13 @@ class Pipeline(Base):
         self.assertIn("gate:data_end=continue", line["verdicts"])
         self.assertIn("sneaky:data_end=continue", line["verdicts"])
         self.daemon.wait_for("smtp.discarded")
+        # Junk and discard decide where a message goes, not whether the filters
+        # after them look at it.
+        for word in ("quarantine", "discard"):
+            lines = [l["verdicts"] for l in self.daemon.events("pipeline.transaction")
+                     if "gate:data_end=" + word in l.get("verdicts", "")]
+            self.assertEqual(len(lines), 1, word)
+            self.assertIn("sneaky:data_end=continue", lines[0])
 
 
 class PipelineTimeout(Base):

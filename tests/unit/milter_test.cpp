@@ -20,8 +20,16 @@ TEST_CASE("milter protocol: packets - NUL strings - header edits keep the messag
   change_header(m, 1, "X-Old", "");           // deleted
   insert_header(m, 0, "X-First", "top");
   add_header(m, "X-Last", "a\nb");            // a bare LF from a milter becomes CRLF folding
+  add_header(m, "Bad Name", "x");             // not a field name: ignored
   CHECK(m.text() == "X-First: top\r\nReceived: from a\r\n\tby b\r\nSubject: hi\r\nsubject: changed\r\n"
-                    "X-Last: a\r\nb\r\n\r\nBody\r\n");
+                    "X-Last: a\r\n\tb\r\n\r\nBody\r\n");
+  // A value cannot start a field of its own or end the header section.
+  Message evil = split("Subject: x\r\n\r\nbody\r\n");
+  add_header(evil, "X-Evil", "a\r\nX-Injected: 1\r\n\r\nfake body\rend");
+  Message reread = split(evil.text());
+  REQUIRE(reread.fields.size() == 2);
+  CHECK(reread.fields[1].name == "X-Evil");
+  CHECK(reread.body == "body\r\n");
   Message headers_only = split("Subject: no body\r\n");
   CHECK(headers_only.body.empty());
 }

@@ -405,8 +405,8 @@ typedef struct pst_host_v1 {
    * Needs PST_FILTER_REPLACE_BODY. */
   pst_status (*txn_replace_message)(pst_txn* txn, pst_str message);
   /* An envelope recipient added or removed (PST_FILTER_CHANGE_RCPT): the
-   * "rcpt" fields change, and the protocol reads "rcpt_added" and
-   * "rcpt_removed" to act on it. */
+   * "rcpt" fields change, and the protocol reads "rcpt_changes" ("+address"
+   * or "-address", in the order filters made them) to act on it. */
   pst_status (*txn_add_rcpt)(pst_txn* txn, pst_str address);
   pst_status (*txn_del_rcpt)(pst_txn* txn, pst_str address);
 } pst_host_v1;
