@@ -11,6 +11,7 @@
 #include <postern/hex.hpp>
 
 #include <chrono>
+#include <cstdint>
 
 namespace postern::store {
 namespace {
@@ -29,6 +30,20 @@ std::string key_of(const Record& r) {
   auto key = sdk::from_hex(r.get_or("id", ""));
   if (!key || key->size() != kKey) throw StoreError(PST_ERR_INVALID, "not a quarantine id");
   return *key;
+}
+
+// The front of the table (the soonest expiries), up to max entries.
+void drop_expired(Txn& txn, uint64_t now, size_t max) {
+  std::vector<std::string> expired;
+  txn.scan(Table::quarantine, "", [&](std::string_view k, std::string_view) {
+    if (k.size() != kKey || from_be64(k.substr(0, 8)) >= now || expired.size() >= max) return false;
+    expired.emplace_back(k);
+    return true;
+  });
+  for (const std::string& k : expired) {
+    txn.del(Table::quarantine, k);
+    txn.del(Table::quarantine_data, k);
+  }
 }
 
 }  // namespace
@@ -51,16 +66,7 @@ Record Store::quarantine_put(const Record& r) {
   Txn txn(*db_, true);
   txn.put(Table::quarantine, key, vault_->seal(Table::quarantine, key, meta, dir));
   txn.put(Table::quarantine_data, key, vault_->seal_bytes(Table::quarantine_data, key, *data, dir));
-  std::vector<std::string> expired;
-  txn.scan(Table::quarantine, "", [&](std::string_view k, std::string_view) {
-    if (k.size() != kKey || from_be64(k.substr(0, 8)) >= now || expired.size() >= kMaxDroppedPerPut) return false;
-    expired.emplace_back(k);
-    return true;
-  });
-  for (const std::string& k : expired) {
-    txn.del(Table::quarantine, k);
-    txn.del(Table::quarantine_data, k);
-  }
+  drop_expired(txn, now, kMaxDroppedPerPut);
   txn.commit();
   return Record().add("id", hex(key)).add("expires", now + retention);
 }
@@ -69,16 +75,7 @@ Record Store::quarantine_list(const Record&) {
   uint64_t now = now_ms();
   {  // expired ones go now too, not only when something new is held
     Txn txn(*db_, true);
-    std::vector<std::string> expired;
-    txn.scan(Table::quarantine, "", [&](std::string_view k, std::string_view) {
-      if (k.size() != kKey || from_be64(k.substr(0, 8)) >= now) return false;
-      expired.emplace_back(k);
-      return true;
-    });
-    for (const std::string& k : expired) {
-      txn.del(Table::quarantine, k);
-      txn.del(Table::quarantine_data, k);
-    }
+    drop_expired(txn, now, SIZE_MAX);
     txn.commit();
   }
   Txn txn(*db_, false);
