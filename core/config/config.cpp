@@ -41,7 +41,7 @@ void read_server(Validator v, ServerConfig& s) {
   s.plugin_dir = v.path("plugin_dir", default_plugin_dir);
   s.control_socket = v.path("control_socket", s.runtime_dir + "/control.sock");
   s.threads = static_cast<uint32_t>(v.integer("threads", 0, 0, 256));
-  s.workers = static_cast<uint32_t>(v.integer("workers", 2, 1, 256));
+  s.workers = static_cast<uint32_t>(v.integer("workers", s.workers, 1, 256));
   s.work_queue = static_cast<uint32_t>(v.integer("work_queue", 1024, 1, 1 << 20));
   s.shutdown_timeout = v.duration("shutdown_timeout", s.shutdown_timeout);
   s.drain_timeout = v.duration("drain_timeout", s.drain_timeout);

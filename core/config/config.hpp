@@ -79,7 +79,10 @@ struct ServerConfig {
   std::string plugin_dir;
   std::string control_socket;
   uint32_t threads = 0;  // event loops; 0 = one per core
-  uint32_t workers = 2;
+  // Plugins that wait on a blocking peer (clamd, milters, libspf2's and
+  // OpenDKIM's lookups) hold a worker while they wait: room for them and
+  // for the store.
+  uint32_t workers = 8;
   uint32_t work_queue = 1024;
   std::chrono::milliseconds shutdown_timeout{30'000};
   std::chrono::milliseconds drain_timeout{300'000};

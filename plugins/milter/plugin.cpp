@@ -36,7 +36,7 @@ class Plugin : public sdk::Plugin {
 
   bool configure(Config cfg) override {
     cfg.allow_keys({"milters", "max_parallel", "hostname"});
-    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 4, 1, 64));
+    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 2, 1, 64));
     hostname_ = cfg.string("hostname", "localhost");
     Config list = cfg["milters"];
     if (!list.present() || list.type() != PST_CONFIG_ARRAY || list.size() == 0)
@@ -149,7 +149,7 @@ class Plugin : public sdk::Plugin {
   }
 
   std::vector<Milter> milters_;
-  int max_parallel_ = 4;
+  int max_parallel_ = 2;
   std::atomic<int> running_{0};
   std::string hostname_;
 };
