@@ -56,6 +56,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   const Generation* generation() const { return generation_raw_; }
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_addr_; }
+  uint16_t peer_port() const { return peer_port_; }
   const std::string& listener_name() const { return config_->name; }
   const std::string& tls_version() const { return tls_version_; }
   const std::string& tls_cipher() const { return tls_cipher_; }

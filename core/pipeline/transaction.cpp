@@ -17,7 +17,7 @@ constexpr std::string_view kStages[] = {"connect", "helo",     "auth",   "mail_f
                                         "data_headers", "data_end", "queued", "outbound"};
 constexpr std::string_view kVerdicts[] = {"continue", "accept", "reject", "tempfail", "discard", "quarantine", "hold"};
 // Fields the host fills; a protocol cannot overwrite them.
-constexpr std::string_view kHostFields[] = {"peer",        "listener",    "tls_version",      "tls_cipher",
+constexpr std::string_view kHostFields[] = {"peer",        "peer_port",   "listener",    "tls_version",      "tls_cipher",
                                             "add_header",  "authentication_results",           "score",
                                             "message_replaced", "rcpt_changes"};
 constexpr size_t kMaxRcptChanges = 1000;

@@ -401,6 +401,7 @@ pst_txn* txn_begin(pst_host_ctx* ctx, pst_conn* c) {
   auto t = std::make_shared<Transaction>(host(ctx), cn->weak_from_this(), cn->executor(), cn->id(),
                                          std::move(filters), settings);
   t->set_host_field("peer", cn->peer());
+  t->set_host_field("peer_port", std::to_string(cn->peer_port()));
   t->set_host_field("listener", cn->listener_name());
   t->adopt(t);
   return t.get();

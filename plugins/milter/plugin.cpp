@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cstdlib>
 
 namespace postern::milter {
 namespace {
@@ -82,6 +83,7 @@ class Plugin : public sdk::Plugin {
     Envelope env;
     env.client_addr = txn.get("peer").value_or("");
     env.client_name = "[" + env.client_addr + "]";
+    env.client_port = static_cast<uint16_t>(std::strtoul(txn.get("peer_port").value_or("0").c_str(), nullptr, 10));
     env.helo = txn.get("helo").value_or("");
     env.sender = txn.get("mail_from").value_or("");
     env.auth_user = txn.get("auth_user").value_or("");

@@ -19,6 +19,7 @@ class TestMilter(Milter.Base):
     @Milter.noreply
     def connect(self, hostname, family, hostaddr):
         self.client = hostaddr[0] if hostaddr else ""
+        self.client_port = hostaddr[1] if hostaddr and len(hostaddr) > 1 else 0
         return Milter.CONTINUE
 
     def envfrom(self, sender, *params):
@@ -48,6 +49,7 @@ class TestMilter(Milter.Base):
             self.setreply("554", "5.7.1", "rejected by the test milter: keyword")
             return Milter.REJECT
         self.addheader("X-Test-Milter", "seen %s from %s" % (self.sender, self.client))
+        self.addheader("X-Test-Milter-Port", str(self.client_port))
         if "cc carol" in self.subject:
             self.addrcpt("<carol@example.net>")
         if "drop bob" in self.subject:

@@ -103,6 +103,8 @@ class OneMilter(Milters):
         self.assertEqual(self.send(message("hello"))[0], 250)
         self.wait_delivered()
         self.assertIn(b"X-Test-Milter: seen <ann@sender.example> from 127.0.0.1\r\n", self.inbox("bob")[0])
+        port = int(self.inbox("bob")[0].split(b"X-Test-Milter-Port: ")[1].split(b"\r\n")[0])
+        self.assertGreater(port, 1023)  # the client's real source port reached the milter
         # A recipient added: carol gets it too.
         self.assertEqual(self.send(message("please cc carol"))[0], 250)
         self.wait_delivered(2)

@@ -370,7 +370,8 @@ typedef struct pst_host_v1 {
   /* --- 1.2: the message pipeline, for protocol plugins (LOOP-THREAD) ---
    * A transaction carries named fields the protocol sets ("helo",
    * "mail_from", "rcpt" (appends), "auth_user", "message", "authserv_id";
-   * the host sets "peer", "listener", "tls_version", "tls_cipher") and
+   * the host sets "peer", "peer_port" (1.3), "listener", "tls_version",
+   * "tls_cipher") and
    * runs the filters of a stage over them. The filters in force when the
    * transaction began serve it to the end, even across a reload. */
   pst_txn* (*txn_begin)(pst_host_ctx* ctx, pst_conn* conn);
