@@ -374,10 +374,11 @@ Admission Daemon::guard_admission(const ListenerConfig& l) {
                    AdmissionVerdict v;
                    v.allowed = verdict == "allow";
                    v.why = verdict == "rate" ? PST_REFUSE_RATE : PST_REFUSE_DENIED;
-                   if (v.allowed && r->get_or("track", "0") == "1")
-                     v.release = [this, peer, listener] {
+                   std::string track(r->get_or("track", "0"));
+                   if (v.allowed && !track.empty() && track != "0")
+                     v.release = [this, peer, listener, track] {
                        sdk::Record release;
-                       release.add("peer", peer).add("listener", listener);
+                       release.add("peer", peer).add("listener", listener).add("track", track);
                        call_service(*plugins_, main_, "guard", "release", release.encode(), std::chrono::seconds(5),
                                     [](pst_status, std::string_view) {});
                      };

@@ -17,9 +17,11 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <memory>
 #include <mutex>
+#include <random>
 
 namespace postern::guard {
 namespace {
@@ -52,6 +54,14 @@ std::string account_key(const std::string& user) {
   for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
   char hex[24];
   std::snprintf(hex, sizeof hex, "#%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// Random per plugin generation (a reload makes a new one).
+std::string generation_token() {
+  std::random_device random;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%08x%08x", random(), random());
   return hex;
 }
 
@@ -100,6 +110,9 @@ class Plugin : public sdk::Plugin {
     if (service == "admin.ban") return when_loaded([this, m = std::string(method), r = *r, reply] { admin(m, r, reply); });
     if (method == "admit") return when_loaded([this, r = *r, reply] { admit(r, reply); });
     if (method == "release") {
+      // Only connections this generation counted in: after a reload, the
+      // ones an older generation admitted must not lower the new counts.
+      if (r->get_or("track", "") != track_) return reply->ok("");
       if (auto a = parse_address(r->get_or("peer", ""))) admission_->give_back(*a);
       return reply->ok("");
     }
@@ -184,7 +197,7 @@ class Plugin : public sdk::Plugin {
           if (n && *n > max_rate_) return refuse(reply, "rate", peer, listener, "connection rate");
           std::string over = admission_->take(a);
           if (!over.empty()) return refuse(reply, "rate", peer, listener, over);
-          reply->ok(Record().add("verdict", "allow").add("track", "1").encode());
+          reply->ok(Record().add("verdict", "allow").add("track", track_).encode());
         });
   }
 
@@ -309,6 +322,7 @@ class Plugin : public sdk::Plugin {
   std::mutex loading_mutex_;
   BanState bans_ = BanState::unloaded;
   uint64_t load_round_ = 0;
+  std::string track_ = generation_token();  // this generation's, in admit and release
   Host::Counter refused_denied_, refused_rate_, auth_failures_counted_, bans_counted_;
   std::vector<std::function<void()>> waiting_;
 };

@@ -141,6 +141,29 @@ class Guard(unittest.TestCase):
         for s in held:
             s.close()
 
+    def test_a_reloaded_guard_counts_only_its_own_connections(self):
+        def open_from_owner():
+            s = socket.create_connection(("127.0.0.1", self.port["mx"]), 5, source_address=(OWNER, 0))
+            line = s.makefile("rb").readline()
+            return s, line
+        old = [open_from_owner() for _ in range(5)]
+        self.assertTrue(all(line.startswith(b"220 ") for _, line in old))
+        # A new guard generation (a changed setting) counts from zero...
+        self.daemon.write_config(CONFIG.replace('tarpit = "100ms"', 'tarpit = "101ms"'))
+        self.assertIn("guard", self.daemon.admin("reload"))
+        new = [open_from_owner() for _ in range(3)]
+        self.assertTrue(all(line.startswith(b"220 ") for _, line in new))
+        # ... and the old generation's connections closing must not lower its count.
+        for s, _ in old:
+            s.close()
+        time.sleep(1.0)
+        new += [open_from_owner() for _ in range(2)]  # 5 now
+        self.assertTrue(all(line.startswith(b"220 ") for _, line in new))
+        s, line = open_from_owner()
+        self.assertTrue(line.startswith(b"421 4.7.0"), line)
+        for s, _ in new:
+            s.close()
+
     def test_failed_logins_are_held_then_banned_across_a_restart_until_lifted(self):
         self.assertTrue(self.imap_login(OWNER, PASSWORD))
         # Ten failures over both protocols from one address.

@@ -4,9 +4,11 @@
 //
 // Method contract, "guard" service:
 //   admit    peer listener protocol -> verdict(allow|denied|rate) [reason]
-//            [track=1]. The core asks before the protocol greets; track=1
-//            asks for "release" when the admitted connection ends.
-//   release  peer listener
+//            [track=TOKEN]. The core asks before the protocol greets; a
+//            track token asks for "release" when the admitted connection
+//            ends, with the token: a guard reloaded since (a new
+//            generation, counting from zero) tells its own from older ones.
+//   release  peer listener track
 //   auth     peer user protocol result(ok|fail) -> delay_ms. Protocols
 //            report every authentication attempt; the reply to the client
 //            waits delay_ms (tarpit), on a timer, never a thread.
