@@ -317,6 +317,14 @@ class Probe(LineClient):
             raise AssertionError("%s %s failed: %s" % (service, method, out))
         return out
 
+    def mailbox(self, address, name="INBOX"):
+        """The messages in an account's mailbox, in UID order."""
+        account = self.ok("store", "resolve", [("address", address)])["account"][0]
+        listed = self.ok("store", "message.list", [("account", account), ("mailbox", name)])
+        uids = sorted(int(dict(decode_record(m))["uid"]) for m in listed.get("message", []))
+        return [self.ok("store", "message.fetch", [("account", account), ("mailbox", name), ("uid", str(uid))])["data"][0]
+                for uid in uids]
+
 
 def free_port():
     while True:

@@ -10,7 +10,7 @@ import base64
 import binascii
 import smtplib
 
-from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Clamd, decode_record, listener_toml, main,
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Clamd, listener_toml, main,
                      start_daemon)
 import unittest
 
@@ -67,13 +67,8 @@ class Antivirus(unittest.TestCase):
         return code, text
 
     def newest(self, user="bob"):
-        account = self.probe.ok("store", "resolve", [("address", user + "@example.net")])["account"][0]
-        listed = self.probe.ok("store", "message.list", [("account", account), ("mailbox", "INBOX")])
-        uids = [int(dict(decode_record(m))["uid"]) for m in listed.get("message", [])]
-        if not uids:
-            return None
-        return self.probe.ok("store", "message.fetch", [("account", account), ("mailbox", "INBOX"),
-                                                        ("uid", str(max(uids)))])["data"][0]
+        messages = self.probe.mailbox(user + "@example.net")
+        return messages[-1] if messages else None
 
 
 class Reject(Antivirus):

@@ -5,17 +5,12 @@ results land in Authentication-Results."""
 import os
 import smtplib
 
-from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, main
+from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, listener_toml, main
 import unittest
 
 DATA = os.path.join(os.environ.get("POSTERN_SOURCE_DIR", "../.."), "../shared/testdata/dkim/rfc8463")
 
-CONFIG = SERVER_TOML + PROBE_TOML + STORE_TOML + """
-[listeners.mx]
-address = "127.0.0.1"
-port = 0
-protocol = "smtp"
-
+CONFIG = SERVER_TOML + PROBE_TOML + STORE_TOML + listener_toml("mx", "smtp") + """
 [plugins.smtp]
 hostname = "mx.example.test"
 greet_pause = "0s"

@@ -7,7 +7,6 @@ system resolver, in a private namespace). The other way round: mail
 dkimpy signs verifies with us, and l=, an expired x= and a t=y key are
 judged per RFC 6376."""
 import base64
-import os
 import re
 import smtplib
 import subprocess
@@ -15,26 +14,12 @@ import subprocess
 import dkim
 import nacl.signing
 
-from harness import (PROBE_TOML, STORE_TOML, Daemon, Nsd, Pki, Probe, decode_record, dns_toml, free_port, main,
-                     run_with_system_dns)
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, decode_record, dns_toml, free_port,
+                     listener_toml, main, run_with_system_dns)
 import unittest
 
-CONFIG = PROBE_TOML + STORE_TOML + """
-[[tls.certificate]]
-cert = "@DIR@/mx.pem"
-key = "@DIR@/mx.key"
-
-[listeners.submission]
-address = "127.0.0.1"
-port = 0
-protocol = "submission"
-tls = "starttls"
-
-[listeners.mx]
-address = "127.0.0.1"
-port = 0
-protocol = "smtp"
-
+CONFIG = (PROBE_TOML + STORE_TOML + TLS_TOML + listener_toml("submission", "submission", tls="starttls") +
+          listener_toml("mx", "smtp")) + """
 [pipeline]
 order = ["dkim", "dkim_sign"]
 

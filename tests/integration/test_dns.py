@@ -1,7 +1,6 @@
 """The core's built-in services end to end, called by a plugin (the probe):
 "dns", with a real authoritative server (nsd) on loopback and the daemon's
 resolver pointed at it with [dns] servers; and "counters"."""
-import os
 import time
 
 from harness import PROBE_TOML, SERVER_TOML, Daemon, Nsd, Probe, dns_toml, main

@@ -7,7 +7,7 @@ a resolver that never answers leaves mail accepted and a log line."""
 import smtplib
 import socket
 
-from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Nsd, decode_record, dns_toml, listener_toml, main,
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Nsd, dns_toml, listener_toml, main,
                      start_daemon)
 import unittest
 
@@ -83,7 +83,6 @@ class Blocklists(unittest.TestCase):
         self.daemon, self.pki, self.probe = start_daemon(self, config)
         self.daemon.admin("domain", "add", "example.net")
         self.daemon.admin("user", "add", "bob@example.net", stdin="bob's long password\n")
-        self.bob = int(self.probe.ok("store", "resolve", [("address", "bob@example.net")])["account"][0])
         self.delivered = 0
 
     def send(self, raw, source):
@@ -102,10 +101,7 @@ class Blocklists(unittest.TestCase):
         return code, text
 
     def newest(self):
-        listed = self.probe.ok("store", "message.list", [("account", self.bob), ("mailbox", "INBOX")])
-        uid = max(int(dict(decode_record(m))["uid"]) for m in listed["message"])
-        return self.probe.ok("store", "message.fetch",
-                             [("account", self.bob), ("mailbox", "INBOX"), ("uid", str(uid))])["data"][0]
+        return self.probe.mailbox("bob@example.net")[-1]
 
 
 class AtRcpt(Blocklists):

@@ -10,35 +10,14 @@ import imaplib
 import os
 import smtplib
 import socket
-import ssl
 import subprocess
 import time
 
-from harness import PROBE_TOML, STORE_TOML, Daemon, Pki, main
+from harness import PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Pki, listener_toml, main
 import unittest
 
-CONFIG = PROBE_TOML + STORE_TOML + """
-[[tls.certificate]]
-cert = "@DIR@/mx.pem"
-key = "@DIR@/mx.key"
-
-[listeners.mx]
-address = "127.0.0.1"
-port = 0
-protocol = "smtp"
-
-[listeners.submission]
-address = "127.0.0.1"
-port = 0
-protocol = "submission"
-tls = "starttls"
-
-[listeners.imaps]
-address = "127.0.0.1"
-port = 0
-protocol = "imap"
-tls = "implicit"
-
+CONFIG = (PROBE_TOML + STORE_TOML + TLS_TOML + listener_toml("mx", "smtp") +
+          listener_toml("submission", "submission", tls="starttls") + listener_toml("imaps", "imap", tls="implicit")) + """
 [plugins.smtp]
 hostname = "mx.example.test"
 greet_pause = "0s"

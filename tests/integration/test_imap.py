@@ -2,7 +2,6 @@
 mail arriving over SMTP through the spool."""
 import imaplib
 import os
-import re
 import smtplib
 import socket
 import subprocess
@@ -203,7 +202,6 @@ class Imap(unittest.TestCase):
 
     def test_a_huge_literal_is_refused_and_garbage_gets_bad(self):
         s = socket.create_connection(("127.0.0.1", self.port["imaps"]))
-        import ssl
         t = self.pki.client_context().wrap_socket(s, server_hostname="imap.example.test")
         f = t.makefile("rb")
         f.readline()

@@ -6,7 +6,7 @@ account gets in its INBOX past 80% of its quota."""
 import base64
 import smtplib
 
-from harness import PROBE_TOML, STORE_TOML, TLS_TOML, decode_record, listener_toml, main, start_daemon
+from harness import PROBE_TOML, STORE_TOML, TLS_TOML, listener_toml, main, start_daemon
 import unittest
 
 CONFIG = (PROBE_TOML + STORE_TOML + TLS_TOML + listener_toml("mx", "smtp") +
@@ -75,11 +75,7 @@ class Limits(unittest.TestCase):
         self.daemon.wait_for("delivery.delivered", count=self.delivered)
 
     def inbox(self, user):
-        account = self.probe.ok("store", "resolve", [("address", user + "@example.net")])["account"][0]
-        listed = self.probe.ok("store", "message.list", [("account", account), ("mailbox", "INBOX")])
-        return [self.probe.ok("store", "message.fetch", [("account", account), ("mailbox", "INBOX"),
-                                                          ("uid", dict(decode_record(m))["uid"])])["data"][0]
-                for m in listed.get("message", [])]
+        return self.probe.mailbox(user + "@example.net")
 
     def test_message_limits_of_the_listener_while_streaming(self):
         s = self.mx()

@@ -13,7 +13,7 @@ import socket
 import tempfile
 import time
 
-from harness import PROBE_TOML, STORE_TOML, decode_record, listener_toml, main, start_daemon
+from harness import PROBE_TOML, STORE_TOML, listener_toml, main, start_daemon
 import unittest
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "milter_app.py")
@@ -83,11 +83,7 @@ class Milters(unittest.TestCase):
             return s.data(raw)
 
     def inbox(self, user):
-        account = self.probe.ok("store", "resolve", [("address", user + "@example.net")])["account"][0]
-        listed = self.probe.ok("store", "message.list", [("account", account), ("mailbox", "INBOX")])
-        return [self.probe.ok("store", "message.fetch", [("account", account), ("mailbox", "INBOX"),
-                                                          ("uid", dict(decode_record(m))["uid"])])["data"][0]
-                for m in listed.get("message", [])]
+        return self.probe.mailbox(user + "@example.net")
 
     def wait_delivered(self, n=1):
         self.delivered += n

@@ -9,7 +9,7 @@ import base64
 import binascii
 import smtplib
 
-from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Clamd, Nsd, decode_record, dns_toml, listener_toml, main,
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Clamd, Nsd, dns_toml, listener_toml, main,
                      start_daemon)
 import unittest
 
@@ -86,11 +86,7 @@ class Score(unittest.TestCase):
             return s.data(message(subject))
 
     def mailbox(self, user, name):
-        account = self.probe.ok("store", "resolve", [("address", user + "@example.net")])["account"][0]
-        listed = self.probe.ok("store", "message.list", [("account", account), ("mailbox", name)])
-        return [self.probe.ok("store", "message.fetch", [("account", account), ("mailbox", name),
-                                                          ("uid", dict(decode_record(m))["uid"])])["data"][0]
-                for m in listed.get("message", [])]
+        return self.probe.mailbox(user + "@example.net", name)
 
     def wait_delivered(self):
         self.delivered += 1

@@ -1,8 +1,6 @@
 """Sessions to the echo test protocol: plain, STARTTLS, implicit TLS, SNI,
 old TLS versions, limits and timeouts, over IPv4 and IPv6."""
-import os
 import socket
-import ssl
 import subprocess
 
 from harness import Daemon, LineClient, Pki, main

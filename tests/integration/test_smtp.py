@@ -1,14 +1,12 @@
 """SMTP end to end: real clients (smtplib, swaks, curl) against the smtp
 plugin, with mail checked in the store; relay, smuggling, STARTTLS
 injection, size limits and kill -9 durability."""
-import hashlib
 import os
 import random
 import re
 import signal
 import smtplib
 import socket
-import ssl
 import subprocess
 import threading
 import time

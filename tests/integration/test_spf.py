@@ -1,10 +1,9 @@
 """SPF end to end: nsd serves the sender domains' records on loopback, the
 daemon's resolver asks it, the spf plugin judges MAIL FROM in the SMTP
 pipeline (and answers the "spf" service's check)."""
-import os
 import smtplib
 
-from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, local_address, main
+from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, listener_toml, local_address, main
 import unittest
 
 ZONE = """$ORIGIN spf.test.
@@ -25,12 +24,7 @@ helo      IN TXT "v=spf1 a -all"
 helo      IN A   192.0.2.1
 """
 
-CONFIG = SERVER_TOML + PROBE_TOML + STORE_TOML + """
-[listeners.mx]
-address = "127.0.0.1"
-port = 0
-protocol = "smtp"
-
+CONFIG = SERVER_TOML + PROBE_TOML + STORE_TOML + listener_toml("mx", "smtp") + """
 [plugins.smtp]
 hostname = "mx.example.test"
 greet_pause = "0s"
@@ -42,19 +36,24 @@ softfail = "tag"
 """
 
 
+def start(test, config):
+    """The daemon with the domain example.test and alice in it."""
+    test.daemon = Daemon(test, config)
+    test.daemon.write_master_key()
+    test.daemon.start()
+    test.probe = Probe(test.daemon.port("probe"))
+    test.addCleanup(test.probe.close)
+    test.port = test.daemon.port("mx")
+    test.daemon.admin("domain", "add", "example.test")
+    test.daemon.admin("user", "add", "alice@example.test", stdin="alice's long password\n")
+
+
 class Spf(unittest.TestCase):
     actions = ""
 
     def setUp(self):
         self.nsd = Nsd(self, "spf.test", ZONE)
-        self.daemon = Daemon(self, CONFIG.replace("@ACTIONS@", self.actions) + dns_toml(self.nsd.port))
-        self.daemon.write_master_key()
-        self.daemon.start()
-        self.probe = Probe(self.daemon.port("probe"))
-        self.addCleanup(self.probe.close)
-        self.port = self.daemon.port("mx")
-        self.daemon.admin("domain", "add", "example.test")
-        self.daemon.admin("user", "add", "alice@example.test", stdin="alice's long password\n")
+        start(self, CONFIG.replace("@ACTIONS@", self.actions) + dns_toml(self.nsd.port))
 
     def check(self, sender, ip="192.0.2.7", helo="client.example"):
         out = self.probe.ok("spf", "check", [("ip", ip), ("helo", helo), ("sender", sender)])
@@ -110,14 +109,7 @@ class SpfOverTheNetwork(unittest.TestCase):
         config = (CONFIG.replace("@ACTIONS@", "").replace('[listeners.mx]\naddress = "127.0.0.1"',
                                                           '[listeners.mx]\naddress = "%s"' % self.ip)
                   + dns_toml(self.nsd.port))
-        self.daemon = Daemon(self, config)
-        self.daemon.write_master_key()
-        self.daemon.start()
-        self.probe = Probe(self.daemon.port("probe"))
-        self.addCleanup(self.probe.close)
-        self.port = self.daemon.port("mx")
-        self.daemon.admin("domain", "add", "example.test")
-        self.daemon.admin("user", "add", "alice@example.test", stdin="alice's long password\n")
+        start(self, config)
 
     def test_fail_is_refused_pass_is_recorded_a_dns_failure_is_temporary(self):
         with smtplib.SMTP(self.ip, self.port, local_hostname="client.example", source_address=(self.ip, 0)) as s:

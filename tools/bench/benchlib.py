@@ -1,4 +1,5 @@
 """What the benchmark scripts share: ports, processes, waiting."""
+import contextlib
 import os
 import socket
 import time
@@ -33,10 +34,8 @@ def tree(root):
     children = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
-            try:
+            with contextlib.suppress(OSError):  # it ended while we looked
                 children.setdefault(ppid_and_cpu(int(name))[0], []).append(int(name))
-            except OSError:
-                pass
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
