@@ -170,8 +170,9 @@ void Session::process() {
         reply(552, "5.3.4", "message size exceeds fixed maximum message size");
         reset_transaction();
       } else if (!mime_limits_.violation().empty()) {
-        reply(552, "5.3.4", mime_limits_.violation());
+        // Counted before the reply, so a client that reads the reply and then the metrics sees it counted.
         io_.log("smtp.limit", {{"peer", peer_}, {"user", auth_address_}, {"reason", mime_limits_.violation()}});
+        reply(552, "5.3.4", mime_limits_.violation());
         reset_transaction();
       } else {
         finish_message(reader_->take());
