@@ -53,10 +53,14 @@ std::optional<std::string> normalise_address(std::string_view address) {
   return lower(local) + "@" + *domain;
 }
 
-Store::Store(const std::string& dir, size_t map_size, const Key& master, Argon2Params argon2, Publish publish)
+Store::Store(const std::string& dir, size_t map_size, const Key& master, Argon2Params argon2, Publish publish,
+             bool start_commits)
     : db_(std::make_unique<Db>(dir, map_size)), vault_(std::make_unique<Vault>(*db_, master)), argon2_(argon2),
-      publish_(std::move(publish)), spool_(std::make_unique<Spool>(*db_, *vault_, publish_)),
+      publish_(std::move(publish)), commits_(std::make_unique<GroupCommit>(*db_, start_commits)),
+      spool_(std::make_unique<Spool>(*db_, *vault_, *commits_, publish_)),
       dummy_hash_(argon2id_hash(random_bytes(16), argon2)) {}
+
+Store::~Store() { commits_->stop(); }
 
 // --- lookups ---
 

@@ -321,9 +321,10 @@ Record Store::deliver(const Record& r) {
   return out.add("account", account);
 }
 
-Record Store::deliver_accounts(const Record& r) {
-  auto data = r.get("data");
-  if (!data) throw StoreError(PST_ERR_INVALID, "missing data");
+Record Store::deliver_accounts(const Record& r) { return GroupCommit::now(*db_, deliver_accounts_work(r)); }
+
+GroupCommit::Work Store::deliver_accounts_work(const Record& r) {
+  if (!r.get("data")) throw StoreError(PST_ERR_INVALID, "missing data");
   std::vector<uint64_t> accounts;
   for (auto a : r.all("account")) {
     uint64_t id = 0;
@@ -335,15 +336,18 @@ Record Store::deliver_accounts(const Record& r) {
   // Ascending ids: several writers would lock mailboxes in one order
   // (SCALE-OUT rule 1); LMDB's single writer makes it free here.
   std::sort(accounts.begin(), accounts.end());
+  return [this, r, accounts](Txn& txn, AfterCommit& after) { return deliver_to(txn, r, accounts, after); };
+}
+
+Record Store::deliver_to(Txn& txn, const Record& r, const std::vector<uint64_t>& accounts, AfterCommit& after) {
+  std::string_view data = *r.get("data");
   std::string queue_id(r.get_or("queue_id", ""));
-  Txn txn(*db_, true);
   Record out;
   // From the queue: only while the caller's lease holds (a scheduler whose
   // lease was taken over must not deliver), and once per queued message
   // and account (a delivery repeated after a crash stores nothing).
   if (!queue_id.empty() && !spool_->holds(txn, queue_id, r.get_or("token", "")))
     throw StoreError(PST_ERR_DENIED, "the lease on queued message " + queue_id + " was lost");
-  std::vector<std::pair<uint64_t, Mailbox>> changed;
   for (uint64_t account : accounts) {
     if (!queue_id.empty()) {
       std::string mark = Spool::delivery_mark(queue_id, account);
@@ -358,7 +362,7 @@ Record Store::deliver_accounts(const Record& r) {
     auto found = find_mailbox(txn, account, wanted);
     Mailbox m = found ? *found : require_mailbox(txn, account, "INBOX");
     try {
-      out.add("delivered", append_to(txn, account, m, *data, r.get_or("flags", ""), 0).add("account", account));
+      out.add("delivered", append_to(txn, account, m, data, r.get_or("flags", ""), 0).add("account", account));
     } catch (const StoreError& e) {
       // All or nothing: without a bounce path, delivering to the others
       // and dropping this one would lose mail silently.
@@ -366,10 +370,8 @@ Record Store::deliver_accounts(const Record& r) {
         throw StoreError(PST_ERR_QUOTA, "mailbox full: " + account_by_id(txn, account).address);
       throw;
     }
-    changed.emplace_back(account, m);
+    after.add([this, account, m] { notify(account, m); });
   }
-  txn.commit();
-  for (auto& [account, m] : changed) notify(account, m);
   return out;
 }
 

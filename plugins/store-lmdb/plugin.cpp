@@ -109,6 +109,8 @@ class Plugin : public sdk::Plugin {
     try {
       if (service == "admin") return reply.ok(admin(method, req));
       if (service == "queue") return queue(method, req, reply_ptr);
+      if (service == "store" && method == "deliver.accounts")
+        return group_commit(store_->deliver_accounts_work(req), reply_ptr);
       std::string m = service == "auth" ? "auth." + method : method;
       auto handler = Store::find(m);
       if (!handler) return reply.error(PST_ERR_UNSUPPORTED, "unknown method " + method);
@@ -142,15 +144,23 @@ class Plugin : public sdk::Plugin {
                      {{"user", user}, {"app", out.get_or("app", "")}, {"peer", peer}, {"network", *network}});
   }
 
-  // The reply of enqueue comes from the spool's committer thread, once the
-  // message is durable; the other queue methods answer here.
+  // Answered from the group commit's thread once the batch is durable.
+  static GroupCommit::Answer answer_to(const ReplyPtr& reply) {
+    return [reply](int status, const std::string& text) {
+      if (status == PST_OK) reply->ok(text);
+      else reply->error(static_cast<pst_status>(status), text);
+    };
+  }
+  void group_commit(GroupCommit::Work work, const ReplyPtr& reply) {
+    store_->commits().submit(std::move(work), answer_to(reply));
+  }
+
+  // The writes of the delivery path (enqueue, complete, defer) share group
+  // commits; the other queue methods answer here.
   void queue(const std::string& method, const Record& req, const ReplyPtr& reply) {
-    if (method == "enqueue") {
-      return store_->spool().enqueue(req, [reply](int status, const std::string& text) {
-        if (status == PST_OK) reply->ok(text);
-        else reply->error(static_cast<pst_status>(status), text);
-      });
-    }
+    if (method == "enqueue") return store_->spool().enqueue(req, answer_to(reply));
+    if (method == "complete" || method == "defer")
+      return group_commit(store_->spool().settle_work(req, method == "complete"), reply);
     if (method == "hold") {  // into the quarantine, for quarantine_days
       Record held = req;
       held.add("retention_ms", quarantine_ms_);

@@ -74,32 +74,13 @@ bool final_state(std::string_view s) { return s == "delivered" || s == "failed";
 
 }  // namespace
 
-Spool::Spool(Db& db, Vault& vault, Publish publish, Clock now, bool start_committer)
-    : db_(db), vault_(vault), publish_(std::move(publish)), now_(now ? std::move(now) : Clock(wall_clock_ms)) {
+Spool::Spool(Db& db, Vault& vault, GroupCommit& commits, Publish publish, Clock now)
+    : db_(db), vault_(vault), commits_(commits), publish_(std::move(publish)),
+      now_(now ? std::move(now) : Clock(wall_clock_ms)) {
   release_stale_leases();
-  if (start_committer) start();
 }
 
-Spool::~Spool() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (committer_.joinable()) committer_.join();
-  for (auto& p : pending_) p.done(PST_ERR_RETRYABLE, "the spool is shutting down");
-}
-
-void Spool::start() {
-  if (!committer_.joinable()) committer_ = std::thread([this] { run_committer(); });
-}
-
-uint64_t Spool::commits() const {
-  std::lock_guard lock(mutex_);
-  return commits_;
-}
-
-// --- enqueue and group commit ---
+// --- enqueue ---
 
 Spool::Prepared Spool::prepare(const Record& r) const {
   Record entry;
@@ -143,56 +124,20 @@ void Spool::write_new(Txn& txn, const Prepared& p) const {
   txn.put(Table::spool_due, due_key(p.due, p.id), "");
 }
 
-void Spool::enqueue(const Record& request, Done done) {
-  Prepared p;
+void Spool::enqueue(const Record& request, GroupCommit::Answer done) {
+  auto p = std::make_shared<Prepared>();
   try {
-    p = prepare(request);
+    *p = prepare(request);
   } catch (const StoreError& e) {
     return done(e.status, e.what());
   }
-  p.done = std::move(done);
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_) return p.done(PST_ERR_RETRYABLE, "the spool is shutting down");
-    pending_.push_back(std::move(p));
-  }
-  wake_.notify_one();
-}
-
-// While one batch commits (and fsyncs), the next one gathers: one disk
-// flush serves every session that finished its DATA in the meantime.
-void Spool::run_committer() {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-    if (pending_.empty()) return;  // stopping, and nothing left
-    std::vector<Prepared> batch = std::move(pending_);
-    pending_.clear();
-    lock.unlock();
-    int status = PST_OK;
-    std::string error;
-    try {
-      Txn txn(db_, true);
-      for (const Prepared& p : batch) write_new(txn, p);
-      txn.commit();
-    } catch (const StoreError& e) {
-      // One transaction: all of the batch or none of it, each sender told.
-      status = e.status == PST_ERR_RETRYABLE ? PST_ERR_RETRYABLE : PST_ERR;
-      error = e.what();
-    } catch (const std::exception& e) {
-      status = PST_ERR;
-      error = e.what();
-    }
-    if (status == PST_OK) {  // counted before anyone hears of it
-      lock.lock();
-      ++commits_;
-      lock.unlock();
-    }
-    for (Prepared& p : batch)
-      p.done(status, status == PST_OK ? Record().add("id", p.id).add("batch", batch.size()).encode() : error);
-    if (status == PST_OK && publish_) publish_("queue:ready", Record().add("count", batch.size()));
-    lock.lock();
-  }
+  commits_.submit(
+      [this, p](Txn& txn, AfterCommit& after) {
+        write_new(txn, *p);
+        if (publish_) after.once("queue:ready", [this] { publish_("queue:ready", Record()); });
+        return Record().add("id", p->id);
+      },
+      std::move(done));
 }
 
 // --- leases ---
@@ -322,21 +267,27 @@ Record Spool::renew(const Record& r) {
   return Record().add("id", id).add("lease_until", until);
 }
 
-Record Spool::complete(const Record& r) { return settle(r, true); }
-Record Spool::defer(const Record& r) { return settle(r, false); }
+Record Spool::complete(const Record& r) { return GroupCommit::now(db_, settle_work(r, true)); }
+Record Spool::defer(const Record& r) { return GroupCommit::now(db_, settle_work(r, false)); }
 
-// Applies per-recipient results under the lease; removes the entry once no
-// recipient is pending, or reschedules it. A DSN to enqueue (the bounce of
-// the failed recipients) commits in the same transaction.
-Record Spool::settle(const Record& r, bool complete) {
-  std::string id = need(r, "id");
+GroupCommit::Work Spool::settle_work(const Record& r, bool complete) const {
   std::optional<Prepared> dsn;
   if (auto d = r.get("dsn")) {
     auto request = Record::parse(*d);
     if (!request) throw StoreError(PST_ERR_INVALID, "malformed dsn");
     dsn = prepare(*request);
   }
-  Txn txn(db_, true);
+  return [this, r, dsn = std::move(dsn), complete](Txn& txn, AfterCommit& after) {
+    Record out = settle(txn, r, dsn, complete);
+    if (dsn && publish_) after.once("queue:ready", [this] { publish_("queue:ready", Record()); });
+    return out;
+  };
+}
+
+// Removes the entry once no recipient is pending, or reschedules it. A DSN
+// to enqueue (the bounce of the failed recipients) commits with it.
+Record Spool::settle(Txn& txn, const Record& r, const std::optional<Prepared>& dsn, bool complete) const {
+  std::string id = need(r, "id");
   Record e = load(txn, id);
   if (e.get_or("token", "").empty() || !equal_constant_time(e.get_or("token", ""), need(r, "token")))
     throw StoreError(PST_ERR_DENIED, "the lease on " + id + " was lost");
@@ -375,8 +326,6 @@ Record Spool::settle(const Record& r, bool complete) {
     store_entry(txn, id, next);
     out.add("removed", 0);
   }
-  txn.commit();
-  if (dsn && publish_) publish_("queue:ready", Record().add("count", 1));
   return out;
 }
 
@@ -425,7 +374,7 @@ Record Spool::retry(const Record& r) {
     ++count;
   }
   txn.commit();
-  if (count && publish_) publish_("queue:ready", Record().add("count", count));
+  if (count && publish_) publish_("queue:ready", Record());
   return Record().add("retried", count);
 }
 

@@ -1,6 +1,6 @@
 // The durable spool behind the "queue" service (SCALE-OUT rule 3): enqueue
 // answers only once the message is on disk, several sessions' messages
-// sharing one commit (group commit); the delivery scheduler claims due
+// sharing one commit (GroupCommit); the delivery scheduler claims due
 // messages under a lease, and completes or defers them with the lease's
 // token, so a holder whose lease was taken over cannot act on the message.
 //
@@ -11,17 +11,14 @@
 #pragma once
 
 #include "db.hpp"
+#include "group_commit.hpp"
 #include "vault.hpp"
 
 #include <postern/record.hpp>
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 namespace postern::store {
 
@@ -31,24 +28,21 @@ class Spool {
  public:
   using Publish = std::function<void(const std::string& topic, const Record& what)>;
   using Clock = std::function<uint64_t()>;  // unix time in milliseconds
-  // status is a pst_status; text is the encoded reply or the error message.
-  using Done = std::function<void(int status, const std::string& text)>;
-
   // Leases left by a previous process are released (the store's flock says
-  // no other process has this environment open). start_committer = false
-  // keeps enqueued messages waiting until start() (tests of group commit).
-  Spool(Db& db, Vault& vault, Publish publish, Clock now = {}, bool start_committer = true);
-  ~Spool();  // commits what is pending, then stops
+  // no other process has this environment open).
+  Spool(Db& db, Vault& vault, GroupCommit& commits, Publish publish, Clock now = {});
   Spool(const Spool&) = delete;
 
-  void start();
-
   // Validates and seals on the calling thread, then hands the entry to the
-  // committer thread; done runs there once it is durable (or failed).
-  void enqueue(const Record& request, Done done);
+  // group commit; done runs on its thread once it is durable (or failed).
+  void enqueue(const Record& request, GroupCommit::Answer done);
 
   Record claim(const Record& r);
   Record renew(const Record& r);
+  // Applies per-recipient results under the lease (complete: none may stay
+  // pending; defer: reschedules). The work form shares a group commit; its
+  // DSN is validated and sealed here, on the calling thread.
+  GroupCommit::Work settle_work(const Record& r, bool complete) const;
   Record complete(const Record& r);
   Record defer(const Record& r);
   Record list(const Record& r);
@@ -58,8 +52,6 @@ class Spool {
 
   // Checks every entry for `postern store verify`.
   void verify(const Txn& txn, const std::function<void(const std::string&)>& problem, uint64_t& checked) const;
-
-  uint64_t commits() const;
 
   // Whether token is the current lease on the entry id (inside txn).
   bool holds(const Txn& txn, std::string_view id, std::string_view token) const;
@@ -78,14 +70,12 @@ class Spool {
     std::string id;
     std::string entry, data;  // sealed
     uint64_t due = 0;
-    Done done;
   };
 
   Prepared prepare(const Record& request) const;
   void write_new(Txn& txn, const Prepared& p) const;
-  void run_committer();
   void release_stale_leases();
-  Record settle(const Record& r, bool complete);
+  Record settle(Txn& txn, const Record& r, const std::optional<Prepared>& dsn, bool complete) const;
   Record load(const Txn& txn, std::string_view id) const;
   void store_entry(Txn& txn, std::string_view id, const Record& entry) const;
   void move_due(Txn& txn, std::string_view id, uint64_t from, uint64_t to) const;
@@ -94,15 +84,9 @@ class Spool {
 
   Db& db_;
   Vault& vault_;
+  GroupCommit& commits_;
   Publish publish_;
   Clock now_;
-
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<Prepared> pending_;
-  bool stopping_ = false;
-  uint64_t commits_ = 0;
-  std::thread committer_;
 };
 
 }  // namespace postern::store

@@ -8,6 +8,7 @@
 #include "auth_policy.hpp"
 #include "credentials.hpp"
 #include "db.hpp"
+#include "group_commit.hpp"
 #include "spool.hpp"
 #include "vault.hpp"
 
@@ -16,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace postern::store {
 
@@ -26,7 +28,11 @@ using Publish = std::function<void(const std::string& topic, const Record& what)
 
 class Store {
  public:
-  Store(const std::string& dir, size_t map_size, const Key& master, Argon2Params argon2, Publish publish);
+  // start_commits = false keeps group-committed writes waiting until
+  // commits().start() (tests of group commit).
+  Store(const std::string& dir, size_t map_size, const Key& master, Argon2Params argon2, Publish publish,
+        bool start_commits = true);
+  ~Store();
 
   // --- directory ---
   Record domain_add(const Record& r);
@@ -87,7 +93,8 @@ class Store {
   // One message to several accounts' mailboxes in one transaction: all
   // stored or none. With queue_id and token (the scheduler), only under
   // that lease, and an account that already got this queued message is
-  // skipped and named in "duplicate".
+  // skipped and named in "duplicate". The work form shares a group commit.
+  GroupCommit::Work deliver_accounts_work(const Record& r);
   Record deliver_accounts(const Record& r);
   Record message_list(const Record& r);
   Record message_fetch(const Record& r);
@@ -104,6 +111,8 @@ class Store {
 
   // The durable spool, in the same environment ("queue" service).
   Spool& spool() { return *spool_; }
+  // Where writes that many callers make at once share one commit.
+  GroupCommit& commits() { return *commits_; }
 
   using Handler = Record (Store::*)(const Record&);
   // The method table of the "store" service.
@@ -138,6 +147,7 @@ class Store {
   Record append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::string_view data, std::string_view flags,
                    uint64_t internaldate);
   void remove_account_mail(Txn& txn, uint64_t account);
+  Record deliver_to(Txn& txn, const Record& r, const std::vector<uint64_t>& accounts, AfterCommit& after);
   void notify(uint64_t account, const Mailbox& m);
   void save_account(Txn& txn, const Account& a, const Record& updated);
   std::optional<Record> app_login(const Account& a, std::string_view password, std::string_view peer,
@@ -151,7 +161,8 @@ class Store {
   std::unique_ptr<Vault> vault_;
   Argon2Params argon2_;
   Publish publish_;
-  std::unique_ptr<Spool> spool_;  // after db_ and vault_: destroyed before them
+  std::unique_ptr<GroupCommit> commits_;  // stopped first (~Store): its pending work uses the rest
+  std::unique_ptr<Spool> spool_;          // after db_ and vault_: destroyed before them
   AuthPolicy policy_;
   std::string dummy_hash_;  // verified against for unknown users: equal timing
 };

@@ -34,12 +34,13 @@ struct Fixture {
   std::unique_ptr<Vault> vault = std::make_unique<Vault>(*db, master);
   uint64_t clock = 1'800'000'000'000;
   std::vector<std::string> published;
+  std::unique_ptr<GroupCommit> commits = std::make_unique<GroupCommit>(*db);
   std::unique_ptr<Spool> spool = open();
 
-  std::unique_ptr<Spool> open(bool start = true) {
+  std::unique_ptr<Spool> open() {
     return std::make_unique<Spool>(
-        *db, *vault, [this](const std::string& topic, const Record&) { published.push_back(topic); },
-        [this] { return clock; }, start);
+        *db, *vault, *commits, [this](const std::string& topic, const Record&) { published.push_back(topic); },
+        [this] { return clock; });
   }
 
   static Record message(const std::string& sender = "s@remote.example", std::string data = "Subject: x\r\n\r\nhi\r\n") {
@@ -84,16 +85,18 @@ Record result(uint64_t index, const char* state, const char* status = "", const 
 
 TEST_CASE("messages enqueued while a commit is under way share the next one") {
   Fixture f;
-  f.spool = f.open(/*start=*/false);
+  f.spool.reset();
+  f.commits = std::make_unique<GroupCommit>(*f.db, /*start=*/false);
+  f.spool = f.open();
   std::vector<std::future<Reply>> replies;
   for (int i = 0; i < 10; ++i) replies.push_back(f.enqueue_async(Fixture::message()));
-  f.spool->start();
+  f.commits->start();
   for (auto& r : replies) {
     Reply got = r.get();
     REQUIRE(got.status == PST_OK);
     CHECK(got.record.get_or("batch", "") == "10");
   }
-  CHECK(f.spool->commits() == 1);
+  CHECK(f.commits->commits() == 1);
   CHECK(f.claim().size() == 10);
   CHECK(f.published == std::vector<std::string>{"queue:ready"});
 }
