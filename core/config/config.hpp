@@ -99,7 +99,7 @@ struct PipelineConfig {
 // store, retries, and bounces.
 struct DeliveryConfig {
   std::string hostname;                     // in DSNs (Reporting-MTA, From); "" = the host's name
-  uint32_t concurrency = 8;                 // messages being delivered at once
+  uint32_t concurrency = 32;                // messages being delivered at once
   std::chrono::milliseconds lease{600'000};  // how long a claimed message is ours
   std::chrono::milliseconds retry{60'000};   // first retry; doubles each attempt
   std::chrono::milliseconds retry_max{4 * 3600'000};

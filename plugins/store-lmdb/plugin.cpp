@@ -155,10 +155,11 @@ class Plugin : public sdk::Plugin {
     store_->commits().submit(std::move(work), answer_to(reply));
   }
 
-  // The writes of the delivery path (enqueue, complete, defer) share group
-  // commits; the other queue methods answer here.
+  // The writes of the delivery path (enqueue, claim, complete, defer)
+  // share group commits; the other queue methods answer here.
   void queue(const std::string& method, const Record& req, const ReplyPtr& reply) {
     if (method == "enqueue") return store_->spool().enqueue(req, answer_to(reply));
+    if (method == "claim") return group_commit(store_->spool().claim_work(req), reply);
     if (method == "complete" || method == "defer")
       return group_commit(store_->spool().settle_work(req, method == "complete"), reply);
     if (method == "hold") {  // into the quarantine, for quarantine_days

@@ -187,13 +187,18 @@ void Spool::erase(Txn& txn, std::string_view id, const Record& entry) const {
   for (auto& k : marks) txn.del(Table::deliveries, k);
 }
 
+GroupCommit::Work Spool::claim_work(const Record& r) const {
+  return [this, r](Txn& txn, AfterCommit&) { return claim(txn, r); };
+}
+
+Record Spool::claim(const Record& r) { return GroupCommit::now(db_, claim_work(r)); }
+
 // Due entries, oldest first, up to limit messages and about kClaimBytes of
 // message data (at least one message).
-Record Spool::claim(const Record& r) {
+Record Spool::claim(Txn& txn, const Record& r) const {
   uint64_t limit = std::clamp<uint64_t>(num(r, "limit"), 1, 64);
   uint64_t lease = std::clamp<uint64_t>(num(r, "lease_ms"), 1000, kMaxLeaseMs);
   uint64_t t = now();
-  Txn txn(db_, true);
   std::vector<std::pair<uint64_t, std::string>> due;
   uint64_t next_due = 0;
   txn.scan(Table::spool_due, "", [&](std::string_view k, std::string_view) {
@@ -242,7 +247,6 @@ Record Spool::claim(const Record& r) {
     bytes += data->size();
     out.add("message", message.add("data", *data));
   }
-  txn.commit();
   if (next_due) out.add("next_due", next_due);
   return out;
 }

@@ -37,6 +37,9 @@ class Spool {
   // group commit; done runs on its thread once it is durable (or failed).
   void enqueue(const Record& request, GroupCommit::Answer done);
 
+  // Leases due messages (a write: in the work form it shares a group
+  // commit with the deliveries under way).
+  GroupCommit::Work claim_work(const Record& r) const;
   Record claim(const Record& r);
   Record renew(const Record& r);
   // Applies per-recipient results under the lease (complete: none may stay
@@ -76,6 +79,7 @@ class Spool {
   void write_new(Txn& txn, const Prepared& p) const;
   void release_stale_leases();
   Record settle(Txn& txn, const Record& r, const std::optional<Prepared>& dsn, bool complete) const;
+  Record claim(Txn& txn, const Record& r) const;
   Record load(const Txn& txn, std::string_view id) const;
   void store_entry(Txn& txn, std::string_view id, const Record& entry) const;
   void move_due(Txn& txn, std::string_view id, uint64_t from, uint64_t to) const;
