@@ -99,10 +99,6 @@ Txn::Txn(Db& db, bool write) : db_(db) {
   check(mdb_txn_begin(db.env_, nullptr, write ? 0 : MDB_RDONLY, &txn_), "mdb_txn_begin");
 }
 
-Txn::Txn(Txn& parent) : db_(parent.db_) {
-  check(mdb_txn_begin(db_.env_, parent.txn_, 0, &txn_), "mdb_txn_begin (nested)");
-}
-
 Txn::~Txn() {
   if (txn_) mdb_txn_abort(txn_);
 }

@@ -62,10 +62,6 @@ class Db;
 class Txn {
  public:
   Txn(Db& db, bool write);
-  // A write transaction nested in parent: its commit folds it into parent
-  // (nothing reaches the disk until parent commits), its abort undoes only
-  // its own writes. parent must not be used while it is open.
-  explicit Txn(Txn& parent);
   Txn(Txn&&) = delete;
   ~Txn();
 

@@ -4,9 +4,10 @@
 // delivered message paid two of them. Here, while one batch commits, the
 // next gathers, and each caller is answered once its batch is durable.
 //
-// Each piece of work runs in its own nested transaction inside the batch's,
-// so a work that fails (a full mailbox, a lost lease) undoes only its own
-// writes and is answered with its own error. Effects that others may see
+// A work that fails (a full mailbox, a lost lease) is answered with its own
+// error and leaves nothing behind: the batch runs again without it. Works
+// must therefore read all they decide on from the transaction they are
+// given (they may run more than once). Effects that others may see
 // (publishing a change to sessions, waking the scheduler) wait in an
 // AfterCommit until the batch is durable: a session told earlier would read
 // a snapshot without the change.
@@ -65,6 +66,7 @@ class GroupCommit {
     Work work;
     Answer answer;
   };
+  static constexpr size_t kMaxBatch = 512;  // bounds a batch's reruns
   void run();
   void commit(std::vector<Pending>& batch);
 

@@ -1,6 +1,6 @@
-// Group commit: writes submitted together share one LMDB commit; each runs
-// in its own nested transaction, so a refused one undoes only itself; what
-// others may see happens only once the batch is durable.
+// Group commit: writes submitted together share one LMDB commit; a refused
+// one leaves nothing behind (the batch runs again without it); what others
+// may see happens only once the batch is durable.
 #include "group_commit.hpp"
 #include "store.hpp"
 #include "store_support.hpp"
