@@ -287,6 +287,54 @@ std::optional<std::string> render_item(const FetchItem& item, std::string_view m
 
 // --- the command ---
 
+std::string Session::fetch_response(const std::vector<FetchItem>& items, const MessageRef& m, const std::string* data,
+                                    const mime::Part* root, bool* unknown_cte) const {
+  std::string out;
+  for (const auto& item : items) {
+    std::string piece;
+    switch (item.kind) {
+      case FetchItem::flags: piece = "FLAGS " + flag_list(m.flags); break;
+      case FetchItem::internaldate: piece = "INTERNALDATE \"" + internal_date(m.internaldate) + "\""; break;
+      case FetchItem::size: piece = "RFC822.SIZE " + std::to_string(m.size); break;
+      case FetchItem::uid: piece = "UID " + std::to_string(m.uid); break;
+      case FetchItem::modseq: piece = "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
+      default: {
+        auto r = data && root ? render_item(item, *data, *root) : std::nullopt;
+        // BINARY: NO [UNKNOWN-CTE] at the end
+        if (!r && item.kind != FetchItem::section && unknown_cte) *unknown_cte = true;
+        // A section this message does not have is empty (RFC 9051 §6.4.5).
+        std::string origin = item.partial ? "<" + std::to_string(item.partial->first) + ">" : "";
+        piece = r ? *r : item.label + origin + (item.kind == FetchItem::binary_size ? " 0" : " \"\"");
+      }
+    }
+    out += (out.empty() ? "" : " ") + piece;
+  }
+  return out;
+}
+
+void Session::load_headers(std::shared_ptr<const std::vector<uint64_t>> uids,
+                           std::function<void(std::shared_ptr<Headers>)> done) {
+  constexpr size_t kPerCall = 1000;  // the store's bound per message.headers
+  auto headers = std::make_shared<Headers>();
+  auto alive = std::weak_ptr<bool>(alive_);
+  Sequence::run(
+      (uids->size() + kPerCall - 1) / kPerCall,
+      [this, alive, uids, headers](size_t k, std::function<void()> next) {
+        Record request = Record().add("account", account_).add("mailbox", view_->name());
+        for (size_t i = k * kPerCall; i < std::min(uids->size(), (k + 1) * kPerCall); ++i) request.add("uid", (*uids)[i]);
+        backend_.call("store", "message.headers", request, [alive, headers, next](Result<Record> r) {
+          if (alive.expired()) return;
+          if (r)
+            for (auto raw : r->all("message")) {
+              auto m = Record::parse(raw).value_or(Record());
+              (*headers)[m.number("uid").value_or(0)] = std::string(m.get_or("header", ""));
+            }
+          next();
+        });
+      },
+      [headers, done] { done(headers); });
+}
+
 void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
   std::string completed = std::string(uid ? "UID " : "") + "FETCH completed";
   auto set = args.size() >= 2 ? parse_sequence_set(args[0].value) : std::nullopt;
@@ -334,12 +382,36 @@ void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
   for (size_t index : view_->select(*set, uid))
     if (!changed_since || view_->at(index).modseq > *changed_since) uids->push_back(view_->at(index).uid);
   bool content = std::any_of(items.begin(), items.end(), [](auto& x) { return x.needs_content(); });
+  bool header_only = std::all_of(items.begin(), items.end(),
+                                 [](auto& x) { return !x.needs_content() || x.needs_header_only(); });
   bool sets_seen = !view_->read_only() && std::any_of(items.begin(), items.end(), [](auto& x) {
     return (x.kind == FetchItem::section || x.kind == FetchItem::binary) && !x.peek;
   });
   wait();
   auto alive = std::weak_ptr<bool>(alive_);
   auto unknown_cte = std::make_shared<bool>(false);
+  // Header items without \Seen to set: every header block in a few store
+  // calls, not one call (and one whole message) per message.
+  if (content && header_only && !sets_seen) {
+    return load_headers(uids, [this, alive, tag, items, uids, completed](std::shared_ptr<Headers> headers) {
+      if (alive.expired()) return;
+      Sequence::run(
+          uids->size(),
+          [this, items, uids, headers](size_t k, std::function<void()> next) {
+            uint64_t u = (*uids)[k];
+            auto found = headers->find(u);
+            auto index = view_->find_uid(u);
+            if (found == headers->end() || !index) return next();  // expunged meanwhile
+            mime::Part root = mime::parse(found->second);
+            untagged(std::to_string(*index + 1) + " FETCH (" + fetch_response(items, view_->at(*index), &found->second, &root, nullptr) + ")");
+            if (io_.backlogged()) io_.when_drained(next);
+            else next();
+          },
+          [this, alive, tag, completed] {
+            if (!alive.expired()) finish(tag, "OK", completed, false);
+          });
+    });
+  }
   auto body = [this, alive, items, uids, content, sets_seen, unknown_cte](size_t k, std::function<void()> next) {
     uint64_t u = (*uids)[k];
     // After each response: wait while the client is behind on reading.
@@ -351,28 +423,9 @@ void Session::fetch(const std::string& tag, const Tokens& args, bool uid) {
       auto index = view_->find_uid(u);
       if (!index) return then();  // expunged meanwhile
       const MessageRef& m = view_->at(*index);
-      std::string out;
-      bool flags_sent = false;
-      for (const auto& item : items) {
-        std::string piece;
-        switch (item.kind) {
-          case FetchItem::flags: piece = "FLAGS " + flag_list(m.flags), flags_sent = true; break;
-          case FetchItem::internaldate: piece = "INTERNALDATE \"" + internal_date(m.internaldate) + "\""; break;
-          case FetchItem::size: piece = "RFC822.SIZE " + std::to_string(m.size); break;
-          case FetchItem::uid: piece = "UID " + std::to_string(m.uid); break;
-          case FetchItem::modseq: piece = "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
-          default: {
-            auto r = data && root ? render_item(item, *data, *root) : std::nullopt;
-            if (!r && item.kind != FetchItem::section) *unknown_cte = true;  // BINARY: NO [UNKNOWN-CTE] at the end
-            // A section this message does not have is empty (RFC 9051 §6.4.5).
-            std::string origin = item.partial ? "<" + std::to_string(item.partial->first) + ">" : "";
-            piece = r ? *r : item.label + origin + (item.kind == FetchItem::binary_size ? " 0" : " \"\"");
-          }
-        }
-        out += (out.empty() ? "" : " ") + piece;
-      }
-      if (seen_now && !flags_sent) {  // \Seen set implicitly
-        out += " FLAGS " + flag_list(m.flags);
+      std::string out = fetch_response(items, m, data, root, unknown_cte.get());
+      if (seen_now && std::none_of(items.begin(), items.end(), [](auto& x) { return x.kind == FetchItem::flags; })) {
+        out += " FLAGS " + flag_list(m.flags);  // \Seen set implicitly
         if (condstore_) out += " MODSEQ (" + std::to_string(m.modseq) + ")";
       }
       untagged(std::to_string(*index + 1) + " FETCH (" + out + ")");

@@ -29,6 +29,11 @@ struct FetchItem {
   std::string label;                 // how the response names it (without <origin>)
 
   bool needs_content() const { return kind >= envelope && kind != uid && kind != modseq; }
+  // Answered from the header block alone (no whole message to read).
+  bool needs_header_only() const {
+    return kind == envelope ||
+           (kind == section && part.empty() && (text == "HEADER" || text == "HEADER.FIELDS" || text == "HEADER.FIELDS.NOT"));
+  }
 };
 
 // Parses one item ("BODY.PEEK[1.HEADER.FIELDS (From)]<0.100>", "FLAGS",

@@ -269,8 +269,8 @@ void Session::search(const std::string& tag, const Tokens& args, bool uid) {
   };
   scan(root);
   if (uses_modseq) condstore_ = true;
-  bool content = needs(root, true) || needs(root, false);
-  if (content && view_->size() > config_.max_search_bodies)
+  bool body = needs(root, true), content = body || needs(root, false);
+  if (body && view_->size() > config_.max_search_bodies)
     return done(tag, "NO", "[LIMIT] too many messages to search their text; narrow the search");
 
   auto key = std::make_shared<Key>(std::move(root));
@@ -328,6 +328,14 @@ void Session::search(const std::string& tag, const Tokens& args, bool uid) {
   wait();
   auto uids = std::make_shared<std::vector<uint64_t>>();
   for (size_t index = 0; index < view_->size(); ++index) uids->push_back(view_->at(index).uid);
+  if (!body) {  // header keys: the header blocks suffice, read in a few calls
+    return load_headers(uids, [this, alive, evaluate, report](std::shared_ptr<Headers> headers) {
+      if (alive.expired()) return;
+      for (auto& [u, header] : *headers)
+        if (auto index = view_->find_uid(u)) evaluate(*index, &header);
+      report();
+    });
+  }
   Sequence::run(
       uids->size(),
       [this, alive, uids, evaluate](size_t k, std::function<void()> next) {

@@ -7,14 +7,17 @@
 #pragma once
 
 #include "command.hpp"
+#include "fetch.hpp"
 #include "view.hpp"
 
+#include <postern/mime.hpp>
 #include <postern/record.hpp>
 #include <postern/result.hpp>
 #include <postern/sasl.hpp>
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -123,6 +126,15 @@ class Session {
   void store(const std::string& tag, const Tokens& args, bool uid);
   void copy(const std::string& tag, const Tokens& args, bool uid, bool move);
   void search(const std::string& tag, const Tokens& args, bool uid);
+  // The header blocks of the selected mailbox's uids (uid -> header), read
+  // from the store in batches without the messages themselves; expunged
+  // uids are missing. For SEARCH and FETCH of header items.
+  using Headers = std::map<uint64_t, std::string>;
+  // One message's FETCH items (data and root: its content, when read).
+  std::string fetch_response(const std::vector<FetchItem>& items, const MessageRef& m, const std::string* data,
+                             const sdk::mime::Part* root, bool* unknown_cte) const;
+  void load_headers(std::shared_ptr<const std::vector<uint64_t>> uids,
+                    std::function<void(std::shared_ptr<Headers>)> done);
 
   // Re-reads the selected mailbox and reports changes (EXPUNGE only when
   // allowed), then calls next.

@@ -17,6 +17,15 @@ namespace {
 
 constexpr size_t kMaxMailboxName = 255;
 constexpr size_t kMaxFlags = 128;
+// Longer header blocks are not kept in the entry (read from the message).
+constexpr size_t kMaxCachedHeader = 16384;
+
+// The header block with its empty line; the whole message when it has no
+// body.
+std::string header_block(std::string_view data) {
+  size_t end = data.find("\r\n\r\n");
+  return std::string(end == std::string_view::npos ? data : data.substr(0, end + 4));
+}
 
 // INBOX is case-insensitive (RFC 9051 §5.1); other names are kept as given.
 std::string mailbox_name(std::string_view name) {
@@ -183,6 +192,9 @@ Record Store::append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::strin
   entry.add("uid", uid).add("blob", from_be64(blob)).add("flags", join(parse_flags(flags)));
   entry.add("modseq", modseq).add("internaldate", internaldate ? internaldate : std::time(nullptr));
   entry.add("size", data.size());
+  // The header block rides in the entry (sealed with it, copied and moved
+  // with it): SEARCH FROM and FETCH ENVELOPE read it, not the message.
+  if (auto header = header_block(data); header.size() <= kMaxCachedHeader) entry.add("header", header);
   txn.put(Table::messages, mkey, vault_->seal(Table::messages, mkey, entry, key));
   mailbox.record = with(mailbox.record, {{"uidnext", std::to_string(uid + 1)},
                                          {"modseq", std::to_string(modseq)},
@@ -385,9 +397,43 @@ Record Store::message_list(const Record& r) {
   for (auto& [k, v] : m.record.fields()) out.add(k, v);
   txn.scan(Table::messages, m.key, [&](std::string_view k, std::string_view v) {
     Record e = vault_->open(Table::messages, k, v, key);
-    if (num(e, "modseq") > since) out.add("message", e);
+    if (num(e, "modseq") <= since) return true;
+    Record listed;  // without the header block: sessions keep the rest
+    for (auto& [field, value] : e.fields())
+      if (field != "header") listed.add(field, value);
+    out.add("message", listed);
     return true;
   });
+  return out;
+}
+
+Record Store::message_headers(const Record& r) {
+  uint64_t account = account_id(r);
+  auto uids = r.all("uid");
+  if (uids.size() > 1000) throw StoreError(PST_ERR_INVALID, "at most 1000 uids");
+  Txn txn(*db_, false);
+  Mailbox m = require_mailbox(txn, account, need(r, "mailbox"));
+  Key key = vault_->account_key(txn, account);
+  Record out;
+  for (auto text : uids) {
+    uint64_t uid = 0;
+    std::from_chars(text.data(), text.data() + text.size(), uid);
+    std::string mkey = message_key(account, m.id, uid);
+    auto sealed = txn.get(Table::messages, mkey);
+    if (!sealed) continue;
+    Record e = vault_->open(Table::messages, mkey, *sealed, key);
+    std::string header;
+    if (auto cached = e.get("header")) {
+      header = *cached;
+    } else {  // stored before headers were kept, or a header too big to keep
+      std::string blob = be64(num(e, "blob"));
+      auto body = txn.get(Table::blobs, blob);
+      auto data = body ? vault_->open_bytes(Table::blobs, blob, *body, key) : std::nullopt;
+      if (!data) throw StoreError(PST_ERR, "message body failed its integrity check: run `postern store verify`");
+      header = header_block(*data);
+    }
+    out.add("message", Record().add("uid", uid).add("header", header));
+  }
   return out;
 }
 

@@ -174,6 +174,7 @@ Store::Handler Store::find(std::string_view method) {
       {"message.append", &Store::message_append}, {"deliver", &Store::deliver},
       {"deliver.accounts", &Store::deliver_accounts},
       {"message.list", &Store::message_list},     {"message.fetch", &Store::message_fetch},
+      {"message.headers", &Store::message_headers},
       {"message.flags", &Store::message_flags},   {"message.expunge", &Store::message_expunge},
       {"message.copy", &Store::message_copy},     {"store.verify", &Store::verify},
       {"tfa.enable", &Store::tfa_enable},         {"tfa.confirm", &Store::tfa_confirm},

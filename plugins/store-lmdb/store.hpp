@@ -98,6 +98,7 @@ class Store {
   Record deliver_accounts(const Record& r);
   Record message_list(const Record& r);
   Record message_fetch(const Record& r);
+  Record message_headers(const Record& r);
   Record message_flags(const Record& r);
   Record message_expunge(const Record& r);
   Record message_copy(const Record& r);

@@ -393,3 +393,28 @@ TEST_CASE("MOVE is one transaction: new UIDs in the target - gone from the sourc
                    PST_ERR_INVALID));
   CHECK(f.store->verify(Record()).all("problem").empty());
 }
+
+TEST_CASE("header blocks are read without the messages - copied with them - and a long one from the message") {
+  Fixture f;
+  uint64_t a = f.user("a@example.test");
+  std::string big = "Subject: long\r\nX-Filler: " + std::string(20000, 'f') + "\r\n\r\n";
+  f.store->message_append(Record().add("account", a).add("mailbox", "INBOX").add("data", "Subject: one\r\nFrom: x@y\r\n\r\nbody one\r\n"));
+  f.store->message_append(Record().add("account", a).add("mailbox", "INBOX").add("data", big + "body two\r\n"));
+  f.store->message_append(Record().add("account", a).add("mailbox", "INBOX").add("data", "Subject: no body"));
+  f.store->message_copy(Record().add("account", a).add("mailbox", "INBOX").add("uids", "1").add("to", "Archive"));
+  Record got = f.store->message_headers(
+      Record().add("account", a).add("mailbox", "INBOX").add("uid", 1).add("uid", 2).add("uid", 3).add("uid", 9));
+  auto messages = got.all("message");
+  REQUIRE(messages.size() == 3);  // uid 9 does not exist
+  CHECK(Record::parse(messages[0])->get_or("header", "") == "Subject: one\r\nFrom: x@y\r\n\r\n");
+  CHECK(Record::parse(messages[1])->get_or("header", "") == big);
+  CHECK(Record::parse(messages[2])->get_or("header", "") == "Subject: no body");
+  Record copied = f.store->message_headers(Record().add("account", a).add("mailbox", "Archive").add("uid", 1));
+  CHECK(Record::parse(copied.get_or("message", ""))->get_or("header", "") == "Subject: one\r\nFrom: x@y\r\n\r\n");
+  // Listing leaves them out: sessions keep what a listing gives.
+  Record listed = f.store->message_list(Record().add("account", a).add("mailbox", "INBOX"));
+  for (auto raw : listed.all("message")) CHECK_FALSE(Record::parse(raw)->get("header"));
+  Record many = Record().add("account", a).add("mailbox", "INBOX");
+  for (int i = 0; i < 1001; ++i) many.add("uid", 1);
+  CHECK(fails_with([&] { f.store->message_headers(many); }, PST_ERR_INVALID));
+}

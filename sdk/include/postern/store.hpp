@@ -36,6 +36,10 @@
 //   message.list     account mailbox [changed_since] -> mailbox fields,
 //                    message* (each: uid blob flags modseq internaldate size)
 //   message.fetch    account mailbox uid -> the message fields + data
+//   message.headers  account mailbox uid* (at most 1000) -> message* (each:
+//                    uid header): the header blocks, for SEARCH and FETCH
+//                    of header items without reading whole messages; an
+//                    expunged uid is left out
 //   message.flags    account mailbox uids mode(add|remove|set) flags
 //                    [unchanged_since] -> message* (uid flags modseq),
 //                    modified* (uids refused by unchanged_since), highest_modseq
