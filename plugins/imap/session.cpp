@@ -308,7 +308,12 @@ void Session::finish(const std::string& tag, const std::string& status, const st
 void Session::refresh(bool expunges_allowed, std::function<void()> next) {
   if (!view_) return next();
   changed_ = false;
-  backend_.call("store", "message.list", Record().add("account", account_).add("mailbox", view_->name()),
+  // Only what changed since this view's snapshot: a full listing of a
+  // large mailbox for every change another session makes was most of the
+  // server's work under concurrent clients (tools/bench/imap).
+  Record request = Record().add("account", account_).add("mailbox", view_->name());
+  if (view_->highest_modseq()) request.add("changed_since", view_->highest_modseq());
+  backend_.call("store", "message.list", request,
                 [this, alive = std::weak_ptr<bool>(alive_), expunges_allowed, next](Result<Record> r) {
                   if (alive.expired()) return;
                   if (!r) {

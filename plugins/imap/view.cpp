@@ -1,6 +1,7 @@
 #include "view.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 
 namespace postern::imap {
@@ -20,6 +21,7 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
                      std::string(m.get_or("flags", ""))});
   }
   std::sort(fresh.begin(), fresh.end(), [](auto& a, auto& b) { return a.uid < b.uid; });
+  if (auto uids = list.get("uids")) fresh = complete(fresh, *uids);
 
   ViewChanges changes;
   size_t before = messages_.size();
@@ -51,6 +53,35 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
   messages_ = std::move(next);
   changes.exists = messages_.size() != before - changes.expunged.size();
   return changes;
+}
+
+// A listing of changes only, made whole: what this view holds and the
+// mailbox still has (uids), with the changed entries in their place.
+std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, std::string_view uids) const {
+  std::vector<std::pair<uint64_t, uint64_t>> present;
+  while (!uids.empty()) {
+    size_t comma = uids.find(',');
+    std::string_view part = uids.substr(0, comma);
+    size_t colon = part.find(':');
+    uint64_t first = std::strtoull(std::string(part.substr(0, colon)).c_str(), nullptr, 10);
+    uint64_t last = colon == std::string_view::npos ? first
+                                                    : std::strtoull(std::string(part.substr(colon + 1)).c_str(), nullptr, 10);
+    present.emplace_back(first, last);
+    uids = comma == std::string_view::npos ? std::string_view() : uids.substr(comma + 1);
+  }
+  std::vector<MessageRef> out;
+  size_t r = 0, c = 0;
+  for (const MessageRef& m : messages_) {
+    while (c < changed.size() && changed[c].uid < m.uid) out.push_back(changed[c++]);
+    if (c < changed.size() && changed[c].uid == m.uid) {
+      out.push_back(changed[c++]);
+      continue;
+    }
+    while (r < present.size() && present[r].second < m.uid) ++r;
+    if (r < present.size() && present[r].first <= m.uid) out.push_back(m);
+  }
+  out.insert(out.end(), changed.begin() + static_cast<std::ptrdiff_t>(c), changed.end());
+  return out;
 }
 
 std::optional<size_t> View::find_uid(uint64_t uid) const {

@@ -33,6 +33,8 @@ class View {
   // Replaces the snapshot with a message.list reply. expunges_allowed =
   // false keeps messages that are gone (their sequence numbers must not
   // move while a FETCH, STORE or SEARCH answers).
+  // From a message.list reply: a whole listing, or (with "uids") the
+  // changes since highest_modseq().
   ViewChanges update(const sdk::Record& list, bool expunges_allowed);
 
   const std::string& name() const { return name_; }
@@ -54,6 +56,8 @@ class View {
   uint64_t max_uid() const { return messages_.empty() ? 0 : messages_.back().uid; }
 
  private:
+  std::vector<MessageRef> complete(const std::vector<MessageRef>& changed, std::string_view uids) const;
+
   std::string name_;
   bool read_only_;
   uint64_t id_ = 0, uidvalidity_ = 0, uidnext_ = 0, highest_modseq_ = 0;

@@ -52,6 +52,8 @@ enum class Table : unsigned {
   bans,           // H(network) -> {network, until, offences, reason} (the guard's bans)
   quarantine,     // expiry (ms) | random -> {envelope, reason, ...} (held messages, oldest first)
   quarantine_data,  // the same key -> message bytes
+  changes,        // account|mailbox|modseq -> uid: a mailbox's messages by last change, so that a
+                  // session re-reads only what changed (ids and counters only: not sealed)
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

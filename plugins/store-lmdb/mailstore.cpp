@@ -85,6 +85,9 @@ std::string message_key(uint64_t account, uint64_t mailbox, uint64_t uid) {
   return be64(account) + be64(mailbox) + be64(uid);
 }
 
+// The change index's key: the message key's account|mailbox, then modseq.
+std::string change_key(std::string_view mkey, uint64_t modseq) { return std::string(mkey.substr(0, 16)) + be64(modseq); }
+
 }  // namespace
 
 // --- helpers ---
@@ -148,11 +151,22 @@ void Store::notify(uint64_t account, const Mailbox& m) {
              Record().add("modseq", m.record.get_or("modseq", "0")).add("uidnext", m.record.get_or("uidnext", "1")));
 }
 
+void Store::put_entry(Txn& txn, const Key& key, const std::string& mkey, const Record& entry, uint64_t old_modseq) {
+  txn.put(Table::messages, mkey, vault_->seal(Table::messages, mkey, entry, key));
+  if (old_modseq) txn.del(Table::changes, change_key(mkey, old_modseq));
+  txn.put(Table::changes, change_key(mkey, num(entry, "modseq")), mkey.substr(16));
+}
+
+void Store::drop_entry(Txn& txn, const std::string& mkey, const Record& entry) {
+  txn.del(Table::messages, mkey);
+  txn.del(Table::changes, change_key(mkey, num(entry, "modseq")));
+}
+
 void Store::drop_entries(Txn& txn, uint64_t account, const std::vector<std::pair<std::string, Record>>& entries) {
   auto [bytes, messages] = usage(txn, account);
   for (auto& [k, e] : entries) {
     unref_blob(txn, account, be64(num(e, "blob")));
-    txn.del(Table::messages, k);
+    drop_entry(txn, k, e);
     bytes -= std::min(bytes, num(e, "size"));
     messages -= std::min<uint64_t>(messages, 1);
   }
@@ -195,7 +209,7 @@ Record Store::append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::strin
   // The header block rides in the entry (sealed with it, copied and moved
   // with it): SEARCH FROM and FETCH ENVELOPE read it, not the message.
   if (auto header = header_block(data); header.size() <= kMaxCachedHeader) entry.add("header", header);
-  txn.put(Table::messages, mkey, vault_->seal(Table::messages, mkey, entry, key));
+  put_entry(txn, key, mkey, entry, 0);
   mailbox.record = with(mailbox.record, {{"uidnext", std::to_string(uid + 1)},
                                          {"modseq", std::to_string(modseq)},
                                          {"messages", std::to_string(num(mailbox.record, "messages") + 1)}});
@@ -209,7 +223,7 @@ Record Store::append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::strin
 }
 
 void Store::remove_account_mail(Txn& txn, uint64_t account) {
-  std::vector<std::string> doomed[4];
+  std::vector<std::string> doomed[5];
   txn.scan(Table::mailboxes, be64(account), [&](std::string_view k, std::string_view) {
     doomed[0].emplace_back(k);
     return true;
@@ -228,8 +242,13 @@ void Store::remove_account_mail(Txn& txn, uint64_t account) {
     if (vault_->try_open(Table::mailbox_names, k, v, key)) doomed[3].emplace_back(k);
     return true;
   });
+  txn.scan(Table::changes, be64(account), [&](std::string_view k, std::string_view) {
+    doomed[4].emplace_back(k);
+    return true;
+  });
   for (auto& k : doomed[0]) txn.del(Table::mailboxes, k);
   for (auto& k : doomed[1]) txn.del(Table::messages, k);
+  for (auto& k : doomed[4]) txn.del(Table::changes, k);
   for (auto& k : doomed[2]) {
     txn.del(Table::blob_refs, k);
     txn.del(Table::blobs, k);
@@ -395,7 +414,7 @@ Record Store::message_list(const Record& r) {
   Key key = vault_->account_key(txn, account);
   Record out;
   for (auto& [k, v] : m.record.fields()) out.add(k, v);
-  txn.scan(Table::messages, m.key, [&](std::string_view k, std::string_view v) {
+  auto list = [&](std::string_view k, std::string_view v) {
     Record e = vault_->open(Table::messages, k, v, key);
     if (num(e, "modseq") <= since) return true;
     Record listed;  // without the header block: sessions keep the rest
@@ -403,8 +422,39 @@ Record Store::message_list(const Record& r) {
       if (field != "header") listed.add(field, value);
     out.add("message", listed);
     return true;
+  };
+  if (!since) {
+    txn.scan(Table::messages, m.key, list);
+    return out;
+  }
+  // What changed after since, found by the change index (not by opening
+  // every entry), and the UIDs still there, from the keys alone: what a
+  // session lacks to see expunges.
+  std::vector<std::string> changed;
+  txn.scan_from(Table::changes, m.key + be64(since + 1), [&](std::string_view k, std::string_view uid) {
+    if (k.substr(0, 16) != m.key) return false;
+    changed.push_back(m.key + std::string(uid));
+    return true;
   });
-  return out;
+  for (auto& mkey : changed)
+    if (auto sealed = txn.get(Table::messages, mkey)) list(mkey, *sealed);
+  std::string uids;
+  uint64_t first = 0, last = 0;
+  auto range = [&] {
+    if (first) uids += (uids.empty() ? "" : ",") + std::to_string(first) + (last > first ? ":" + std::to_string(last) : "");
+  };
+  txn.scan(Table::messages, m.key, [&](std::string_view k, std::string_view) {
+    uint64_t uid = from_be64(k.substr(16));
+    if (first && uid == last + 1) {
+      last = uid;
+    } else {
+      range();
+      first = last = uid;
+    }
+    return true;
+  });
+  range();
+  return out.add("uids", uids);
 }
 
 Record Store::message_headers(const Record& r) {
@@ -481,8 +531,9 @@ Record Store::message_flags(const Record& r) {
     if (mode == "remove")
       for (auto& f : flags) next.erase(f);
     if (next != now) {
+      uint64_t before = num(e, "modseq");
       e = with(e, {{"flags", join(next)}, {"modseq", std::to_string(++modseq)}});
-      txn.put(Table::messages, mkey, vault_->seal(Table::messages, mkey, e, key));
+      put_entry(txn, key, mkey, e, before);
     }
     out.add("message", Record().add("uid", uid).add("flags", e.get_or("flags", "")).add("modseq", e.get_or("modseq", "")));
   }
@@ -541,9 +592,8 @@ Record Store::message_move(const Record& r) {
     if (!sealed) continue;
     Record e = vault_->open(Table::messages, src, *sealed, key);
     std::string dst = message_key(account, to.id, uidnext);
-    txn.put(Table::messages, dst,
-            vault_->seal(Table::messages, dst, with(e, {{"uid", std::to_string(uidnext)}, {"modseq", std::to_string(++modseq)}}), key));
-    txn.del(Table::messages, src);
+    put_entry(txn, key, dst, with(e, {{"uid", std::to_string(uidnext)}, {"modseq", std::to_string(++modseq)}}), 0);
+    drop_entry(txn, src, e);
     out.add("copy", Record().add("from", uid).add("to", uidnext)).add("uid", uid);
     ++uidnext;
     ++moved;
@@ -587,8 +637,7 @@ Record Store::message_copy(const Record& r) {
     txn.put(Table::blob_refs, blob,
             vault_->seal(Table::blob_refs, blob, Record().add("account", account).add("refs", num(refs, "refs") + 1), key));
     std::string dst = message_key(account, to.id, uidnext);
-    Record copy = with(e, {{"uid", std::to_string(uidnext)}, {"modseq", std::to_string(++modseq)}});
-    txn.put(Table::messages, dst, vault_->seal(Table::messages, dst, copy, key));
+    put_entry(txn, key, dst, with(e, {{"uid", std::to_string(uidnext)}, {"modseq", std::to_string(++modseq)}}), 0);
     out.add("copy", Record().add("from", uid).add("to", uidnext));
     ++uidnext;
     bytes += size;

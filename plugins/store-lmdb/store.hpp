@@ -148,6 +148,10 @@ class Store {
   Record append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::string_view data, std::string_view flags,
                    uint64_t internaldate);
   void remove_account_mail(Txn& txn, uint64_t account);
+  // A message entry and its place in the change index (old_modseq: the
+  // entry's before, 0 for a new one); drop_entry removes both.
+  void put_entry(Txn& txn, const Key& key, const std::string& mkey, const Record& entry, uint64_t old_modseq);
+  void drop_entry(Txn& txn, const std::string& mkey, const Record& entry);
   Record deliver_to(Txn& txn, const Record& r, const std::vector<uint64_t>& accounts, AfterCommit& after);
   void notify(uint64_t account, const Mailbox& m);
   void save_account(Txn& txn, const Account& a, const Record& updated);

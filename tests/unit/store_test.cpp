@@ -418,3 +418,36 @@ TEST_CASE("header blocks are read without the messages - copied with them - and 
   for (int i = 0; i < 1001; ++i) many.add("uid", 1);
   CHECK(fails_with([&] { f.store->message_headers(many); }, PST_ERR_INVALID));
 }
+
+TEST_CASE("a listing since a modseq has only what changed after it - and every UID left for expunges") {
+  Fixture f;
+  uint64_t a = f.user("a@example.test");
+  for (int i = 0; i < 4; ++i)
+    f.store->message_append(Record().add("account", a).add("mailbox", "INBOX").add("data", "Subject: x\r\n\r\nx\r\n"));
+  auto list = [&](uint64_t since) {
+    return f.store->message_list(Record().add("account", a).add("mailbox", "INBOX").add("changed_since", since));
+  };
+  auto uids_of = [](const Record& r) {
+    std::vector<uint64_t> out;
+    for (auto raw : r.all("message")) out.push_back(*Record::parse(raw)->number("uid"));
+    return out;
+  };
+  uint64_t since = *list(0).number("modseq");
+  Record nothing = list(since);
+  CHECK(uids_of(nothing).empty());
+  CHECK(nothing.get_or("uids", "") == "1:4");
+  f.store->message_flags(Record().add("account", a).add("mailbox", "INBOX").add("uids", "2,4").add("flags", "\\Deleted"));
+  f.store->message_flags(Record().add("account", a).add("mailbox", "INBOX").add("uids", "2").add("flags", "\\Seen"));
+  Record changed = list(since);
+  CHECK(uids_of(changed) == std::vector<uint64_t>{4, 2});  // in the order of their last change
+  f.store->message_expunge(Record().add("account", a).add("mailbox", "INBOX"));
+  f.store->message_move(Record().add("account", a).add("mailbox", "INBOX").add("uids", "1").add("to", "Archive"));
+  Record after = list(since);
+  CHECK(uids_of(after).empty());
+  CHECK(after.get_or("uids", "") == "3");
+  Record archive = f.store->message_list(Record().add("account", a).add("mailbox", "Archive").add("changed_since", 1));
+  CHECK(uids_of(archive) == std::vector<uint64_t>{1});
+  CHECK(f.store->verify(Record()).all("problem").empty());  // it checks the index against the messages
+  f.store->account_remove(Record().add("address", "a@example.test"));
+  CHECK(f.store->verify(Record()).all("problem").empty());
+}

@@ -34,7 +34,9 @@
 //   auth.scram for an unknown user answers account=0 with a verifier no
 //   password matches (the exchange fails at the proof, like a wrong one)
 //   message.list     account mailbox [changed_since] -> mailbox fields,
-//                    message* (each: uid blob flags modseq internaldate size)
+//                    message* (each: uid blob flags modseq internaldate size);
+//                    with changed_since, only messages changed after it,
+//                    and uids: every UID the mailbox holds ("1:5,7")
 //   message.fetch    account mailbox uid -> the message fields + data
 //   message.headers  account mailbox uid* (at most 1000) -> message* (each:
 //                    uid header): the header blocks, for SEARCH and FETCH
