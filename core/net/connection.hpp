@@ -81,6 +81,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   void read();
   void on_read(const boost::system::error_code& ec, size_t n);
   void deliver(const uint8_t* data, size_t n);
+  void acknowledge_now();
   void flush();
   void on_written(const boost::system::error_code& ec);
   void begin_handshake();
