@@ -21,7 +21,13 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
                      std::string(m.get_or("flags", ""))});
   }
   std::sort(fresh.begin(), fresh.end(), [](auto& a, auto& b) { return a.uid < b.uid; });
-  if (auto uids = list.get("uids")) fresh = complete(fresh, *uids);
+  if (auto uids = list.get("uids")) {
+    auto present = ranges(*uids);
+    // Nothing expunged (the usual case: flags changed, mail arrived):
+    // changed entries are applied in place, not by copying the view.
+    if (present_up_to(present, max_uid()) == messages_.size()) return apply(fresh);
+    fresh = complete(fresh, present);
+  }
 
   ViewChanges changes;
   size_t before = messages_.size();
@@ -55,10 +61,8 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
   return changes;
 }
 
-// A listing of changes only, made whole: what this view holds and the
-// mailbox still has (uids), with the changed entries in their place.
-std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, std::string_view uids) const {
-  std::vector<std::pair<uint64_t, uint64_t>> present;
+View::Ranges View::ranges(std::string_view uids) {
+  Ranges out;
   while (!uids.empty()) {
     size_t comma = uids.find(',');
     std::string_view part = uids.substr(0, comma);
@@ -66,9 +70,39 @@ std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, s
     uint64_t first = std::strtoull(std::string(part.substr(0, colon)).c_str(), nullptr, 10);
     uint64_t last = colon == std::string_view::npos ? first
                                                     : std::strtoull(std::string(part.substr(colon + 1)).c_str(), nullptr, 10);
-    present.emplace_back(first, last);
+    if (first && last >= first) out.emplace_back(first, last);
     uids = comma == std::string_view::npos ? std::string_view() : uids.substr(comma + 1);
   }
+  return out;
+}
+
+size_t View::present_up_to(const Ranges& present, uint64_t max) {
+  size_t n = 0;
+  for (auto [first, last] : present)
+    if (first <= max) n += static_cast<size_t>(std::min(last, max) - first + 1);
+  return n;
+}
+
+// Changed entries of a listing with no expunges: those the view holds are
+// updated where they are; the new ones (above max_uid) are appended.
+ViewChanges View::apply(const std::vector<MessageRef>& changed) {
+  ViewChanges changes;
+  uint64_t top = max_uid();
+  for (const MessageRef& m : changed) {
+    if (m.uid > top) {
+      messages_.push_back(m);
+      changes.exists = true;
+    } else if (auto i = find_uid(m.uid)) {
+      if (messages_[*i].flags != m.flags) changes.flags_changed.push_back(*i);
+      messages_[*i] = m;
+    }
+  }
+  return changes;
+}
+
+// A listing of changes only, made whole: what this view holds and the
+// mailbox still has (present), with the changed entries in their place.
+std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, const Ranges& present) const {
   std::vector<MessageRef> out;
   size_t r = 0, c = 0;
   for (const MessageRef& m : messages_) {

@@ -400,3 +400,38 @@ TEST_CASE("imap: with a store that answers later - pipelined commands still run 
   CHECK(out.find("* 2 EXISTS") < b);  // the appended message, reported before FETCH runs
   CHECK(out.find("* 2 FETCH (BODY[] {3}\r\nabc)") != std::string::npos);
 }
+
+namespace {
+Record listing(std::initializer_list<std::pair<uint64_t, const char*>> messages, uint64_t modseq,
+               const char* uids = nullptr) {
+  Record r = Record().add("id", 1).add("uidvalidity", 7).add("uidnext", 10).add("modseq", modseq);
+  for (auto [uid, flags] : messages) r.add("message", Record().add("uid", uid).add("modseq", modseq).add("flags", flags));
+  if (uids) r.add("uids", uids);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("a view takes listings of changes: flags in place - new mail appended - expunges withheld until allowed") {
+  postern::imap::View view("INBOX", false);
+  view.update(listing({{1, ""}, {2, ""}, {3, ""}}, 5), true);
+  REQUIRE(view.size() == 3);
+  auto c = view.update(listing({{2, "\\Seen"}, {4, ""}}, 6, "1:4"), true);
+  CHECK(c.flags_changed == std::vector<size_t>{1});
+  CHECK(c.exists);
+  CHECK(c.expunged.empty());
+  CHECK(view.size() == 4);
+  CHECK(view.at(1).flags == "\\Seen");
+  CHECK(view.highest_modseq() == 6);
+  // 1 and 3 expunged elsewhere, 2 flagged again: not reported while a command runs...
+  c = view.update(listing({{2, "\\Seen \\Flagged"}}, 7, "2,4"), false);
+  CHECK(c.withheld);
+  CHECK(c.expunged.empty());
+  CHECK(view.size() == 4);
+  CHECK(view.at(1).flags == "\\Seen \\Flagged");
+  // ...then reported, highest first, when allowed.
+  c = view.update(listing({}, 7, "2,4"), true);
+  CHECK(c.expunged == std::vector<uint64_t>{3, 1});
+  CHECK(view.size() == 2);
+  CHECK(view.at(0).uid == 2);
+  CHECK(view.at(1).uid == 4);
+}
