@@ -79,7 +79,8 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
 
   void open_session();
   void read();
-  void on_read(const boost::system::error_code& ec, size_t n);
+  void try_read();
+  void on_read(const boost::system::error_code& ec, const uint8_t* data, size_t n);
   void deliver(const uint8_t* data, size_t n);
   void acknowledge_now();
   void flush();
@@ -113,9 +114,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   std::string tls_version_, tls_cipher_, tls_sni_;
 
   State state_ = State::open;
-  // Not zero-filled: an idle connection's untouched pages cost no memory.
-  std::unique_ptr<uint8_t[]> read_buf_;
-  size_t read_buf_size_ = 0;
+  size_t read_buf_size_ = 0;  // the most one read takes (the loop thread's buffer holds it)
   size_t read_limit_;
   std::string held_;  // read while paused, delivered on resume
   bool reading_ = false, paused_ = false;

@@ -71,6 +71,25 @@ class TlsSocket {
     run([this, b](size_t& n) { return SSL_write_ex(ssl_, b.data(), b.size(), &n); }, std::move(handler));
   }
 
+  // One read now, never waiting: would_block (want_write set when OpenSSL
+  // must send first, a TLS 1.3 key update) when nothing can be read yet.
+  size_t read_now(void* data, size_t size, boost::system::error_code& ec, bool& want_write) {
+    ERR_clear_error();
+    errno = 0;
+    size_t n = 0;
+    int r = SSL_read_ex(ssl_, data, size, &n);
+    want_write = false;
+    if (r > 0) return ec = {}, n;
+    int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      want_write = e == SSL_ERROR_WANT_WRITE;
+      ec = boost::asio::error::would_block;
+      return 0;
+    }
+    ec = error_of(e);
+    return 0;
+  }
+
   // Sends close_notify; does not wait for the peer's (the caller closes).
   template <class Handler>
   void async_shutdown(Handler handler) {
