@@ -171,6 +171,9 @@ class Connection final : public ProtocolSession, public Io, public Backend {
       return queue_.hold(m, message, reason, [this, done, from, rcpts, reason](Result<Enqueued> r) {
         if (!r) {
           host_.warning("smtp.hold_failed", {{"peer", peer_}, {"reason", r.error().message}});
+          // Too big for the quarantine: it never will fit, and it was to be held, not delivered.
+          if (r.error().status == PST_ERR_QUOTA)
+            return done(DeliverResult{DeliverResult::permanent, "the message is refused: " + reason});
           return done(DeliverResult{DeliverResult::temporary, "the message could not be accepted; try again later"});
         }
         host_.warning("smtp.held", {{"peer", peer_}, {"id", r->id}, {"from", from}, {"rcpts", rcpts}, {"reason", reason}});

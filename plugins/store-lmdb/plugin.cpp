@@ -32,8 +32,9 @@ class Plugin : public sdk::Plugin {
   bool configure(Config cfg) override {
     cfg.allow_keys({"directory", "master_key_file", "map_size_mb", "argon2_memory_kib", "argon2_iterations",
                     "argon2_parallelism", "require_2fa", "password_code", "code_separator", "password_min_length",
-                    "password_deny_list", "quarantine_days"});
+                    "password_deny_list", "quarantine_days", "quarantine_max_mb"});
     quarantine_ms_ = static_cast<uint64_t>(cfg.integer("quarantine_days", 30, 1, 365)) * 86'400'000;
+    quarantine_max_bytes_ = static_cast<uint64_t>(cfg.integer("quarantine_max_mb", 1024, 0, 1 << 20)) << 20;
     policy_.require_2fa = AccountSet(cfg.strings("require_2fa"));
     policy_.password_code = AccountSet(cfg.strings("password_code", {"*"}));
     policy_.code_separator = cfg.string("code_separator", "");
@@ -176,10 +177,13 @@ class Plugin : public sdk::Plugin {
     if (method == "claim") return group_commit(store_->spool().claim_work(req), reply);
     if (method == "complete" || method == "defer")
       return group_commit(store_->spool().settle_work(req, method == "complete"), reply);
-    if (method == "hold") {  // into the quarantine, for quarantine_days
+    if (method == "hold") {  // into the quarantine, for quarantine_days, under quarantine_max_mb
       Record held = req;
-      held.add("retention_ms", quarantine_ms_);
-      return reply->ok(store_->quarantine_put(held).encode());
+      held.add("retention_ms", quarantine_ms_).add("max_bytes", quarantine_max_bytes_);
+      Record out = store_->quarantine_put(held);
+      for (auto id : out.all("dropped"))
+        host().warning("quarantine.dropped", {{"id", id}, {"reason", "quarantine_max_mb reached: the soonest to expire go first"}});
+      return reply->ok(out.encode());
     }
     auto handler = Spool::find(method);
     if (!handler) return reply->error(PST_ERR_UNSUPPORTED, "unknown method " + method);
@@ -190,6 +194,7 @@ class Plugin : public sdk::Plugin {
   std::string admin(const std::string& method, const Record& req);
   std::string rotate_keys();
   uint64_t quarantine_ms_ = 30ull * 86'400'000;
+  uint64_t quarantine_max_bytes_ = 1024ull << 20;
   std::mutex releasing_;
   std::string queue_admin(const std::string& command, const Record& req);
   std::string quarantine_admin(const std::string& command, const Record& req);

@@ -77,7 +77,9 @@ class Store {
   Record ban_remove(const Record& r);  // network -> removed(0|1)
 
   // --- held messages (quarantine.cpp) ---
-  Record quarantine_put(const Record& r);     // sender rcpt* data reason [peer helo auth protocol] retention_ms -> id
+  // sender rcpt* data reason [peer helo auth protocol] retention_ms [max_bytes] -> id expires dropped*
+  // (dropped: held ones removed before their time to stay under max_bytes)
+  Record quarantine_put(const Record& r);
   Record quarantine_list(const Record& r);    // -> item* (id time expires sender rcpt* reason size)
   Record quarantine_get(const Record& r);     // id -> the item's fields + data
   Record quarantine_delete(const Record& r);  // id -> deleted(0|1)
@@ -148,6 +150,8 @@ class Store {
   Record append_to(Txn& txn, uint64_t account, Mailbox& mailbox, std::string_view data, std::string_view flags,
                    uint64_t internaldate);
   void remove_account_mail(Txn& txn, uint64_t account);
+  uint64_t quarantine_bytes(Txn& txn);
+  void quarantine_drop(Txn& txn, uint64_t now, uint64_t target, size_t max, std::vector<std::string>* early);
   // A message entry and its place in the change index (old_modseq: the
   // entry's before, 0 for a new one); drop_entry removes both.
   void put_entry(Txn& txn, const Key& key, const std::string& mkey, const Record& entry, uint64_t old_modseq);

@@ -66,24 +66,28 @@ def message(subject, attachment=b"hello"):
             base64.encodebytes(attachment).replace(b"\n", b"\r\n") + b"--b--\r\n")
 
 
-class Score(unittest.TestCase):
+class Daemon(unittest.TestCase):
+    """The daemon with scoring, and ways to send to it (no tests of its own)."""
+    store_settings = ""  # more [plugins.store-lmdb] keys
+
     def setUp(self):
         self.nsd = Nsd(self, "bl.test", ZONE)
         self.clamd = Clamd(self, "Postern.Test.EICAR:0:*:%s\n" % binascii.hexlify(EICAR).decode())
         config = CONFIG.replace("@CLAMD@", self.clamd.socket) + dns_toml(self.nsd.port)
+        config = config.replace("argon2_iterations = 1\n", "argon2_iterations = 1\n" + self.store_settings)
         self.daemon, self.pki, self.probe = start_daemon(self, config)
         self.daemon.admin("domain", "add", "example.net")
         for user in ("alice", "bob", "postmaster"):
             self.daemon.admin("user", "add", user + "@example.net", stdin=PASSWORD + "\n")
         self.delivered = 0
 
-    def send(self, subject, source):
+    def send(self, subject, source, attachment=b"hello"):
         with smtplib.SMTP("127.0.0.1", self.daemon.port("mx"), local_hostname="client.example",
                           source_address=(source, 0), timeout=20) as s:
             s.ehlo()
             s.mail("sender@elsewhere.example")
             s.rcpt("bob@example.net")
-            return s.data(message(subject))
+            return s.data(message(subject, attachment))
 
     def mailbox(self, user, name):
         return self.probe.mailbox(user + "@example.net", name)
@@ -92,6 +96,8 @@ class Score(unittest.TestCase):
         self.delivered += 1
         self.daemon.wait_for("delivery.delivered", count=self.delivered)
 
+
+class Score(Daemon):
     def test_thresholds_tag_junk_hold_and_reject(self):
         self.assertEqual(self.send("clean", "127.0.0.1")[0], 250)
         self.wait_delivered()
@@ -139,6 +145,20 @@ class Score(unittest.TestCase):
         self.assertIn(b"alice@example.net sent 2 messages scored as spam", alerts[0])
         self.assertEqual(self.daemon.admin("spam", "lift", "alice@example.net"), "alice@example.net may send again\n")
         self.assertEqual(submit(b"fine")[0], 250)
+
+
+
+class QuarantineCap(Daemon):
+    store_settings = "quarantine_max_mb = 1\n"
+
+    def test_a_message_to_hold_that_is_bigger_than_the_quarantine_is_refused(self):
+        self.assertEqual(self.send("held", "127.0.0.4"), (250, b"2.0.0 message accepted"))
+        code, text = self.send("held and big", "127.0.0.4", attachment=b"x" * (1 << 20))
+        self.assertEqual(code // 100, 5, text)
+        self.assertIn(b"refused: spam score 16", text)
+        self.daemon.wait_for("smtp.hold_failed", peer="127.0.0.4")
+        listing = self.daemon.admin("quarantine", "list")
+        self.assertIn("1 message held", listing)
 
 
 if __name__ == "__main__":

@@ -451,3 +451,28 @@ TEST_CASE("a listing since a modseq has only what changed after it - and every U
   f.store->account_remove(Record().add("address", "a@example.test"));
   CHECK(f.store->verify(Record()).all("problem").empty());
 }
+
+TEST_CASE("the quarantine stays under its cap - the soonest to expire make room - a message bigger than it is refused") {
+  Fixture f;
+  auto hold = [&](uint64_t retention_days, size_t size) {
+    return f.store->quarantine_put(Record()
+                                       .add("sender", "s@remote.example")
+                                       .add("rcpt", Record().add("address", "a@example.test"))
+                                       .add("data", "Subject: held\r\n\r\n" + std::string(size, 'x'))
+                                       .add("reason", "virus")
+                                       .add("retention_ms", retention_days * 86'400'000)
+                                       .add("max_bytes", 1000));
+  };
+  Record soon = hold(1, 300), later = hold(5, 300), middle = hold(3, 300);
+  CHECK(soon.all("dropped").empty());
+  CHECK(middle.all("dropped").empty());
+  Record fourth = hold(10, 300);  // 4 x ~317 bytes > 1000: the one expiring first goes
+  REQUIRE(fourth.all("dropped").size() == 1);
+  CHECK(fourth.get_or("dropped", "") == soon.get_or("id", ""));
+  CHECK(f.store->quarantine_list(Record()).all("item").size() == 3);
+  CHECK(fails_with([&] { hold(10, 2000); }, PST_ERR_QUOTA));
+  // Deleting gives its room back: one more fits without dropping anything.
+  f.store->quarantine_delete(Record().add("id", later.get_or("id", "")));
+  CHECK(hold(10, 300).all("dropped").empty());
+  CHECK(f.store->quarantine_list(Record()).all("item").size() == 3);
+}
