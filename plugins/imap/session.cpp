@@ -312,7 +312,7 @@ void Session::refresh(bool expunges_allowed, std::function<void()> next) {
   // large mailbox for every change another session makes was most of the
   // server's work under concurrent clients (tools/bench/imap).
   Record request = Record().add("account", account_).add("mailbox", view_->name());
-  if (view_->highest_modseq()) request.add("changed_since", view_->highest_modseq());
+  if (view_->listed_modseq()) request.add("changed_since", view_->listed_modseq());
   backend_.call("store", "message.list", request,
                 [this, alive = std::weak_ptr<bool>(alive_), expunges_allowed, next](Result<Record> r) {
                   if (alive.expired()) return;
@@ -326,6 +326,14 @@ void Session::refresh(bool expunges_allowed, std::function<void()> next) {
                     }
                     changed_ = true;  // try again later
                     return next();
+                  }
+                  if (view_ && view_->id() && r->number("id").value_or(0) != view_->id()) {
+                    // Deleted and created again under its name: another
+                    // mailbox (new UIDVALIDITY), not changes to this one.
+                    untagged("BYE the selected mailbox was replaced; select it again");
+                    closed_ = true;
+                    io_.close();
+                    return;
                   }
                   if (view_) {
                     ViewChanges c = view_->update(*r, expunges_allowed);

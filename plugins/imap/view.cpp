@@ -13,7 +13,7 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
   id_ = num(list, "id");
   uidvalidity_ = num(list, "uidvalidity");
   uidnext_ = num(list, "uidnext");
-  highest_modseq_ = num(list, "modseq");
+  highest_modseq_ = listed_modseq_ = num(list, "modseq");
   std::vector<MessageRef> fresh;
   for (auto raw : list.all("message")) {
     auto m = sdk::Record::parse(raw).value_or(sdk::Record());

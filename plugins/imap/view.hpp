@@ -43,6 +43,10 @@ class View {
   uint64_t uidvalidity() const { return uidvalidity_; }
   uint64_t uidnext() const { return uidnext_; }
   uint64_t highest_modseq() const { return highest_modseq_; }
+  // The mailbox's modseq at the last listing: what the next listing of
+  // changes starts from (highest_modseq also rises with this session's own
+  // STOREs, which must not hide changes made before them by others).
+  uint64_t listed_modseq() const { return listed_modseq_; }
   size_t size() const { return messages_.size(); }
   const MessageRef& at(size_t index) const { return messages_[index]; }
   MessageRef& at(size_t index) { return messages_[index]; }
@@ -64,7 +68,7 @@ class View {
 
   std::string name_;
   bool read_only_;
-  uint64_t id_ = 0, uidvalidity_ = 0, uidnext_ = 0, highest_modseq_ = 0;
+  uint64_t id_ = 0, uidvalidity_ = 0, uidnext_ = 0, highest_modseq_ = 0, listed_modseq_ = 0;
   std::vector<MessageRef> messages_;
 };
 

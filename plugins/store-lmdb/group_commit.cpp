@@ -105,6 +105,12 @@ void GroupCommit::commit(std::vector<Pending>& batch) {
         } catch (const StoreError& e) {
           o = Outcome{e.status, e.what(), {}};
           again = true;
+          // The store itself is in trouble (full map or disk, I/O error):
+          // what comes after would fail the same way, one rerun each. It is
+          // refused with this error; what came before runs once more.
+          if (e.status == PST_ERR_RETRYABLE)
+            for (size_t j = i + 1; j < batch.size(); ++j)
+              if (outcomes[j].status == PST_OK) outcomes[j] = Outcome{e.status, e.what(), {}};
         } catch (const std::exception& e) {
           o = Outcome{PST_ERR_RETRYABLE, e.what(), {}};
           again = true;

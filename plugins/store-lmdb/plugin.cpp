@@ -154,7 +154,8 @@ class Plugin : public sdk::Plugin {
   // loop.
   static bool hands_to_group_commit(std::string_view service, std::string_view method, const Record& req) {
     constexpr size_t kOnCallerThread = 1 << 20;
-    if (req.get_or("data", "").size() > kOnCallerThread) return false;
+    // A DSN (complete, defer) may carry the whole original message.
+    if (req.get_or("data", "").size() + req.get_or("dsn", "").size() > kOnCallerThread) return false;
     if (service == "store") return method == "deliver.accounts";
     return service == "queue" && (method == "enqueue" || method == "claim" || method == "complete" || method == "defer");
   }

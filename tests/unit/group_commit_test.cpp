@@ -114,3 +114,28 @@ TEST_CASE("deliveries to several accounts share a commit - a full mailbox refuse
   CHECK(published.size() == 2);  // a's INBOX, twice: b got nothing
   CHECK(store.verify(Record()).all("problem").empty());
 }
+
+TEST_CASE("a write that finds the store itself failing refuses the writes after it - those before it commit") {
+  TempDir dir;
+  Db db(dir.path, 16 << 20);
+  GroupCommit commits(db, /*start=*/false);
+  int runs_of_c = 0;
+  auto a = submit(commits, put("test.a"));
+  auto b = submit(commits, [](Txn&, AfterCommit&) -> Record { throw StoreError(PST_ERR_RETRYABLE, "the store is full"); });
+  auto c = submit(commits, [&runs_of_c](Txn& txn, AfterCommit&) {
+    ++runs_of_c;
+    txn.put(Table::meta, "test.c", "v");
+    return Record();
+  });
+  commits.start();
+  CHECK(a.get().status == PST_OK);
+  CHECK(b.get().status == PST_ERR_RETRYABLE);
+  Answered got_c = c.get();
+  CHECK(got_c.status == PST_ERR_RETRYABLE);
+  CHECK(got_c.text == "the store is full");
+  CHECK(runs_of_c == 0);  // not tried once per pass
+  CHECK(commits.commits() == 1);
+  Txn txn(db, false);
+  CHECK(txn.get(Table::meta, "test.a"));
+  CHECK_FALSE(txn.get(Table::meta, "test.c"));
+}

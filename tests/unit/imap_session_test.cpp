@@ -435,3 +435,21 @@ TEST_CASE("a view takes listings of changes: flags in place - new mail appended 
   CHECK(view.at(0).uid == 2);
   CHECK(view.at(1).uid == 4);
 }
+
+TEST_CASE("imap: mail that arrived before this session's own STORE is still reported - a replaced mailbox ends the session") {
+  Harness h;
+  h.deliver(kPlain);
+  h.login();
+  h.send("s SELECT INBOX\r\n");
+  h.deliver(kPlain);  // uid 2, elsewhere: its hint comes later
+  // Our STORE raises the message's modseq above uid 2's.
+  // (With the listing starting from that modseq, uid 2 was never reported.)
+  CHECK(h.send("a STORE 1 +FLAGS.SILENT (\\Flagged)\r\n") == "* 2 EXISTS\r\na OK STORE completed\r\n");
+  // The mailbox deleted and made again under its name is another mailbox.
+  h.store.mailbox_create(Record().add("account", h.alice).add("name", "Box"));
+  h.send("c SELECT Box\r\n");
+  h.store.mailbox_delete(Record().add("account", h.alice).add("name", "Box"));
+  h.store.mailbox_create(Record().add("account", h.alice).add("name", "Box"));
+  h.backend.changed();
+  CHECK(h.send("d NOOP\r\n").starts_with("* BYE the selected mailbox was replaced"));
+}
