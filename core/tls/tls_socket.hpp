@@ -5,7 +5,7 @@
 // plus a BIO pair with two more, about 80 KB per connection whether it is
 // busy or idle. Here an idle connection holds only OpenSSL's SSL object,
 // whose record buffers SSL_MODE_RELEASE_BUFFERS gives back (measured with
-// tools/bench/imap-idle). The interface is the part of AsyncReadStream /
+// tools/bench/connections). The interface is the part of AsyncReadStream /
 // AsyncWriteStream that Connection and asio::async_write use.
 //
 // Cancelling the socket (socket.cancel()) aborts a pending operation with
