@@ -8,6 +8,7 @@
 #include "clamd.hpp"
 
 #include <postern/sdk.hpp>
+#include <postern/worker_slots.hpp>
 
 #include <array>
 #include <atomic>
@@ -32,7 +33,7 @@ class Plugin : public sdk::Plugin {
     // clamd's StreamMaxLength is 25 MB by default: larger messages are not
     // sent at all (and say so in their header) rather than cut off.
     max_size_ = static_cast<size_t>(cfg.integer("max_size", 25 << 20, 1024, int64_t{1} << 32));
-    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 2, 1, 64));
+    slots_.set_max(static_cast<int>(cfg.integer("max_parallel", 2, 1, 64)));
     infected_ = cfg.string("infected", "reject");
     if (infected_ != "reject" && infected_ != "hold" && infected_ != "tag") cfg["infected"].error("reject, hold or tag");
     on_error_ = cfg.string("on_error", "tempfail");
@@ -46,29 +47,21 @@ class Plugin : public sdk::Plugin {
   }
 
   void on_stage(std::string_view, pst_stage, FilterTxn txn, VerdictPtr verdict) override {
-    if (running_.fetch_add(1) >= max_parallel_) {  // all slots busy: as if the scanner were late
-      --running_;
-      return settle(txn, *verdict, ScanResult{ScanResult::error, "too many scans at once"});
-    }
-    bool queued = host().submit(
-        nullptr,
-        [this, txn, verdict] {
+    slots_.run(
+        host(),
+        [this, txn, verdict]() -> std::function<void()> {
           std::string message = txn.get("message").value_or("");
           ScanResult r = message.size() > max_size_
                              ? ScanResult{ScanResult::too_large, "larger than max_size"}
                              : clamd_->scan(message, timeout_);
-          --running_;
-          settle(txn, *verdict, r);
+          return [this, txn, verdict, r] { settle(txn, *verdict, r); };
         },
-        [this, txn, verdict](bool ran) {
-          if (ran) return;
-          --running_;
-          settle(txn, *verdict, ScanResult{ScanResult::error, "shutting down"});
+        [this, txn, verdict](WorkerSlots::Refusal why) {
+          // All slots busy: as if the scanner were late.
+          settle(txn, *verdict, ScanResult{ScanResult::error, why == WorkerSlots::Refusal::full ? "too many scans at once"
+                                                              : why == WorkerSlots::Refusal::shutdown ? "shutting down"
+                                                                                                      : "no worker free"});
         });
-    if (!queued) {
-      --running_;
-      settle(txn, *verdict, ScanResult{ScanResult::error, "no worker free"});
-    }
   }
 
  private:
@@ -110,8 +103,8 @@ class Plugin : public sdk::Plugin {
   std::shared_ptr<Clamd> clamd_;
   std::chrono::milliseconds timeout_{30000};
   size_t max_size_ = 25 << 20;
-  int max_parallel_ = 2, score_ = 100;
-  std::atomic<int> running_{0};
+  int score_ = 100;
+  WorkerSlots slots_;
   std::string infected_, on_error_;
   Host::Counter infected_count_, errors_count_;
 };

@@ -13,6 +13,7 @@
 #include <postern/mime.hpp>
 #include <postern/record.hpp>
 #include <postern/sdk.hpp>
+#include <postern/worker_slots.hpp>
 #include <postern/store.hpp>
 
 #include <array>
@@ -41,7 +42,7 @@ class Plugin : public sdk::Plugin {
     if (timeout_ < std::chrono::milliseconds(100)) cfg["lookup_timeout"].error("at least 100ms");
     if (check_timeout_ < timeout_) cfg["check_timeout"].error("at least lookup_timeout");
     // Verifications wait on worker threads the store needs too: at most this many.
-    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 1, 1, 64));
+    slots_.set_max(static_cast<int>(cfg.integer("max_parallel", 1, 1, 64)));
     return cfg.error_count() == 0;
   }
 
@@ -141,34 +142,9 @@ class Plugin : public sdk::Plugin {
   }
 
   // work on a worker, at most max_parallel at once (each may wait on DNS
-  // there, and the store shares the pool); busy() when that many run. What
-  // work returns answers the caller, once its slot is free again (so the
-  // caller's next request finds it free).
+  // there, and the store shares the pool); busy() when it cannot run.
   void run(std::function<std::function<void()>()> work, std::function<void()> busy) {
-    if (running_.fetch_add(1) >= max_parallel_) {
-      --running_;
-      return busy();
-    }
-    bool queued = host().submit(
-        nullptr,
-        [this, work, busy] {
-          std::function<void()> answer = busy;
-          try {
-            answer = work();
-          } catch (...) {  // never leave the slot taken
-          }
-          --running_;
-          answer();
-        },
-        [this, busy](bool ran) {
-          if (ran) return;
-          --running_;
-          busy();
-        });
-    if (!queued) {
-      --running_;
-      busy();
-    }
+    slots_.run(host(), std::move(work), [busy](WorkerSlots::Refusal) { busy(); });
   }
 
   KeyLookup lookup() {
@@ -202,8 +178,7 @@ class Plugin : public sdk::Plugin {
 
   Verifier verifier_;
   std::chrono::milliseconds timeout_{5000}, check_timeout_{15000};
-  int max_parallel_ = 1;
-  std::atomic<int> running_{0};
+  WorkerSlots slots_;
 };
 
 }  // namespace

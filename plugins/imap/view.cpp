@@ -1,7 +1,6 @@
 #include "view.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <limits>
 
 namespace postern::imap {
@@ -22,7 +21,9 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
   }
   std::sort(fresh.begin(), fresh.end(), [](auto& a, auto& b) { return a.uid < b.uid; });
   if (auto uids = list.get("uids")) {
-    auto present = ranges(*uids);
+    // Bounded by the text: a fragmented mailbox has many ranges.
+    auto parsed = parse_sequence_set(*uids, uids->size());
+    std::vector<Range> present = parsed ? parsed->resolved(max_uid()) : std::vector<Range>();
     // Nothing expunged (the usual case: flags changed, mail arrived):
     // changed entries are applied in place, not by copying the view.
     if (present_up_to(present, max_uid()) == messages_.size()) return apply(fresh);
@@ -61,25 +62,10 @@ ViewChanges View::update(const sdk::Record& list, bool expunges_allowed) {
   return changes;
 }
 
-View::Ranges View::ranges(std::string_view uids) {
-  Ranges out;
-  while (!uids.empty()) {
-    size_t comma = uids.find(',');
-    std::string_view part = uids.substr(0, comma);
-    size_t colon = part.find(':');
-    uint64_t first = std::strtoull(std::string(part.substr(0, colon)).c_str(), nullptr, 10);
-    uint64_t last = colon == std::string_view::npos ? first
-                                                    : std::strtoull(std::string(part.substr(colon + 1)).c_str(), nullptr, 10);
-    if (first && last >= first) out.emplace_back(first, last);
-    uids = comma == std::string_view::npos ? std::string_view() : uids.substr(comma + 1);
-  }
-  return out;
-}
-
-size_t View::present_up_to(const Ranges& present, uint64_t max) {
+size_t View::present_up_to(const std::vector<Range>& present, uint64_t max) {
   size_t n = 0;
-  for (auto [first, last] : present)
-    if (first <= max) n += static_cast<size_t>(std::min(last, max) - first + 1);
+  for (const Range& r : present)
+    if (r.first <= max) n += static_cast<size_t>(std::min(r.last, max) - r.first + 1);
   return n;
 }
 
@@ -102,7 +88,7 @@ ViewChanges View::apply(const std::vector<MessageRef>& changed) {
 
 // A listing of changes only, made whole: what this view holds and the
 // mailbox still has (present), with the changed entries in their place.
-std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, const Ranges& present) const {
+std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, const std::vector<Range>& present) const {
   std::vector<MessageRef> out;
   size_t r = 0, c = 0;
   for (const MessageRef& m : messages_) {
@@ -111,7 +97,7 @@ std::vector<MessageRef> View::complete(const std::vector<MessageRef>& changed, c
       out.push_back(changed[c++]);
       continue;
     }
-    while (r < present.size() && present[r].second < m.uid) ++r;
+    while (r < present.size() && present[r].last < m.uid) ++r;
     if (r < present.size() && present[r].first <= m.uid) out.push_back(m);
   }
   out.insert(out.end(), changed.begin() + static_cast<std::ptrdiff_t>(c), changed.end());

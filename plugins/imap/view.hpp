@@ -60,11 +60,9 @@ class View {
   uint64_t max_uid() const { return messages_.empty() ? 0 : messages_.back().uid; }
 
  private:
-  using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
-  static Ranges ranges(std::string_view uids);  // "1:5,7"
-  static size_t present_up_to(const Ranges& present, uint64_t max);
+  static size_t present_up_to(const std::vector<Range>& present, uint64_t max);
   ViewChanges apply(const std::vector<MessageRef>& changed);
-  std::vector<MessageRef> complete(const std::vector<MessageRef>& changed, const Ranges& present) const;
+  std::vector<MessageRef> complete(const std::vector<MessageRef>& changed, const std::vector<Range>& present) const;
 
   std::string name_;
   bool read_only_;

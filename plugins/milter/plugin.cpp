@@ -11,6 +11,7 @@
 #include "conversation.hpp"
 
 #include <postern/sdk.hpp>
+#include <postern/worker_slots.hpp>
 
 #include <algorithm>
 #include <array>
@@ -37,7 +38,7 @@ class Plugin : public sdk::Plugin {
 
   bool configure(Config cfg) override {
     cfg.allow_keys({"milters", "max_parallel", "hostname"});
-    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 2, 1, 64));
+    slots_.set_max(static_cast<int>(cfg.integer("max_parallel", 2, 1, 64)));
     hostname_ = cfg.string("hostname", "localhost");
     Config list = cfg["milters"];
     if (!list.present() || list.type() != PST_CONFIG_ARRAY || list.size() == 0)
@@ -60,21 +61,19 @@ class Plugin : public sdk::Plugin {
   }
 
   void on_stage(std::string_view, pst_stage, FilterTxn txn, VerdictPtr verdict) override {
-    if (running_.fetch_add(1) >= max_parallel_) {  // every slot busy: each milter's on_error decides
-      --running_;
-      return finish(txn, *verdict, Outcome{Outcome::error, 0, "", "", "too many messages at once"}, &milters_.front());
-    }
-    bool queued = host().submit(
-        nullptr, [this, txn, verdict] { run(txn, *verdict); --running_; },
-        [this, verdict](bool ran) {
-          if (ran) return;
-          --running_;
-          verdict->tempfail(451, "4.7.1", "content filters not available; try again later", "milter:shutdown");
+    slots_.run(
+        host(),
+        [this, txn, verdict]() -> std::function<void()> {
+          run(txn, *verdict);
+          return [] {};
+        },
+        [this, txn, verdict](WorkerSlots::Refusal why) {
+          if (why == WorkerSlots::Refusal::full)  // every slot busy: each milter's on_error decides
+            return finish(txn, *verdict, Outcome{Outcome::error, 0, "", "", "too many messages at once"},
+                          &milters_.front());
+          verdict->tempfail(451, "4.7.1", "content filters not available; try again later",
+                            why == WorkerSlots::Refusal::shutdown ? "milter:shutdown" : "milter:busy");
         });
-    if (!queued) {
-      --running_;
-      verdict->tempfail(451, "4.7.1", "content filters not available; try again later", "milter:busy");
-    }
   }
 
  private:
@@ -151,8 +150,7 @@ class Plugin : public sdk::Plugin {
   }
 
   std::vector<Milter> milters_;
-  int max_parallel_ = 2;
-  std::atomic<int> running_{0};
+  WorkerSlots slots_;
   std::string hostname_;
 };
 

@@ -8,6 +8,7 @@
 #include <postern/dns.hpp>
 #include <postern/record.hpp>
 #include <postern/sdk.hpp>
+#include <postern/worker_slots.hpp>
 
 #include <arpa/inet.h>
 
@@ -40,7 +41,7 @@ class Plugin : public sdk::Plugin {
     // temperror; well inside the pipeline's stage_timeout.
     check_timeout_ = cfg.duration("check_timeout", std::chrono::seconds(20));
     // Checks wait on worker threads the store needs too: at most this many.
-    max_parallel_ = static_cast<int>(cfg.integer("max_parallel", 1, 1, 64));
+    slots_.set_max(static_cast<int>(cfg.integer("max_parallel", 1, 1, 64)));
     for (std::string_view r : kResults) {
       std::string fallback = r == "fail" ? "reject" : r == "temperror" ? "tempfail" : "tag";
       std::string action = cfg.string(r, fallback);
@@ -55,26 +56,17 @@ class Plugin : public sdk::Plugin {
     if (txn.get("auth_user").value_or("").size()) return verdict->cont();
     std::string ip = txn.get("peer").value_or(""), helo = txn.get("helo").value_or("");
     std::string sender = txn.get("mail_from").value_or("");
-    if (running_.fetch_add(1) >= max_parallel_) {  // too many waiting already: a temperror, not a blocked pool
-      --running_;
-      return judge(txn, *verdict, Result{"temperror", "", ""}, sender, helo);
-    }
-    bool queued = host().submit(
-        nullptr,
-        [this, txn, verdict, ip, helo, sender] {
+    slots_.run(
+        host(),
+        [this, txn, verdict, ip, helo, sender]() -> std::function<void()> {
           Result r = check(resolver(), ip, helo, sender, hostname_);
-          --running_;
-          judge(txn, *verdict, r, sender, helo);
+          return [this, txn, verdict, r, sender, helo] { judge(txn, *verdict, r, sender, helo); };
         },
-        [this, verdict](bool ran) {
-          if (ran) return;
-          --running_;
+        [this, txn, verdict, sender, helo](WorkerSlots::Refusal why) {
+          if (why == WorkerSlots::Refusal::full)  // too many waiting already: a temperror, not a blocked pool
+            return judge(txn, *verdict, Result{"temperror", "", ""}, sender, helo);
           verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
         });
-    if (!queued) {
-      --running_;
-      verdict->tempfail(451, "4.7.1", "SPF check not possible now; try again later", "spf:busy");
-    }
   }
 
   void handle_call(std::string_view, std::string_view method, std::string_view request, ReplyPtr reply) override {
@@ -138,8 +130,7 @@ class Plugin : public sdk::Plugin {
 
   std::string hostname_;
   std::chrono::milliseconds timeout_{5000}, check_timeout_{20000};
-  int max_parallel_ = 1;
-  std::atomic<int> running_{0};
+  WorkerSlots slots_;
   std::map<std::string, std::string> actions_;
 };
 

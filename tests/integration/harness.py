@@ -326,6 +326,30 @@ class Probe(LineClient):
                 for uid in uids]
 
 
+def wait_until_ready(ready, what, timeout):
+    """Polls ready() (False or OSError: not yet) until it is true."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("%s did not start" % what)
+
+
+def unix_socket_answers(path, ask=None, answer=b""):
+    """Whether something accepts on the Unix socket path (and, given ask,
+    replies starting with answer)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        if ask is None:
+            return True
+        s.sendall(ask)
+        return s.recv(16).startswith(answer)
+
+
 def free_port():
     while True:
         s, t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()
@@ -409,14 +433,9 @@ class Nsd:
         self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         test.addCleanup(self.stop)
-        deadline = time.time() + 10
-        while time.time() < deadline:  # ready when it answers on TCP
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("nsd did not start")
+        # Ready when it answers on TCP.
+        wait_until_ready(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close() or True,
+                         "nsd", 10)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -445,17 +464,7 @@ class Clamd:
     def start(self):
         self.proc = subprocess.Popen(["/usr/sbin/clamd", "-c", self.conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.socket)
-                    s.sendall(b"zPING\0")
-                    if s.recv(16).startswith(b"PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("clamd did not start")
+        wait_until_ready(lambda: unix_socket_answers(self.socket, b"zPING\0", b"PONG"), "clamd", 30)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -503,13 +512,16 @@ def listener_toml(name, protocol, tls=None, address="127.0.0.1"):
     return text + ('tls = "%s"\n' % tls if tls else "")
 
 
-def start_daemon(test, config, hostname="mx.example.net"):
+def start_daemon(test, config, hostname="mx.example.net", prepare=None):
     """Starts a daemon with a master key and a certificate for hostname
-    (TLS_TOML's files); returns (daemon, pki, probe client)."""
+    (TLS_TOML's files), after prepare(daemon) when given (files the config
+    names); returns (daemon, pki, probe client)."""
     daemon = Daemon(test, config)
     daemon.write_master_key()
     pki = Pki(daemon.dir)
     pki.issue("mx", [hostname, "127.0.0.1"])
+    if prepare:
+        prepare(daemon)
     daemon.start()
     probe = Probe(daemon.port("probe"))
     test.addCleanup(probe.close)

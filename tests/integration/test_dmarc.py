@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 import dkim
 import nacl.signing
 
-from harness import PROBE_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, local_address, main
+from harness import PROBE_TOML, STORE_TOML, Nsd, dns_toml, local_address, main, start_daemon
 import unittest
 
 KEY = nacl.signing.SigningKey.generate()
@@ -80,14 +80,13 @@ class Dmarc(unittest.TestCase):
 
     def setUp(self):
         self.nsd = Nsd(self, "test", ZONE.replace("@IP@", self.ip))
-        self.daemon = Daemon(self, CONFIG.replace("@IP@", self.ip) + dns_toml(self.nsd.port))
-        self.daemon.write_master_key()
-        shutil.copy("/usr/share/publicsuffix/public_suffix_list.dat", os.path.join(self.daemon.dir, "psl.dat"))
-        with open(os.path.join(self.daemon.dir, "psl.dat"), "a") as f:
-            f.write("\n// RFC 2606's test TLD, for these tests\ntest\n")
-        self.daemon.start()
-        self.probe = Probe(self.daemon.port("probe"))
-        self.addCleanup(self.probe.close)
+        def public_suffixes(daemon):
+            shutil.copy("/usr/share/publicsuffix/public_suffix_list.dat", os.path.join(daemon.dir, "psl.dat"))
+            with open(os.path.join(daemon.dir, "psl.dat"), "a") as f:
+                f.write("\n// RFC 2606's test TLD, for these tests\ntest\n")
+
+        self.daemon, _, self.probe = start_daemon(self, CONFIG.replace("@IP@", self.ip) + dns_toml(self.nsd.port),
+                                                  prepare=public_suffixes)
         self.port = self.daemon.port("mx")
         self.daemon.admin("domain", "add", "example.net")
         self.daemon.admin("user", "add", "bob@example.net", stdin="bob's long password\n")

@@ -9,11 +9,9 @@ import os
 import smtplib
 import subprocess
 import shutil
-import socket
 import tempfile
-import time
 
-from harness import PROBE_TOML, STORE_TOML, listener_toml, main, start_daemon
+from harness import PROBE_TOML, STORE_TOML, listener_toml, main, start_daemon, unix_socket_answers, wait_until_ready
 import unittest
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "milter_app.py")
@@ -45,15 +43,7 @@ class MilterProcess:
         test.addCleanup(self.log.close)
         self.proc = subprocess.Popen(["/usr/bin/python3", APP, self.socket], stdout=self.log, stderr=self.log)
         test.addCleanup(self.stop)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(self.socket)
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("the test milter did not start")
+        wait_until_ready(lambda: unix_socket_answers(self.socket), "the test milter", 20)
 
     def stop(self):
         if self.proc.poll() is None:

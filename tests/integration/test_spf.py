@@ -3,7 +3,7 @@ daemon's resolver asks it, the spf plugin judges MAIL FROM in the SMTP
 pipeline (and answers the "spf" service's check)."""
 import smtplib
 
-from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Daemon, Nsd, Probe, dns_toml, listener_toml, local_address, main
+from harness import PROBE_TOML, SERVER_TOML, STORE_TOML, Nsd, dns_toml, listener_toml, local_address, main, start_daemon
 import unittest
 
 ZONE = """$ORIGIN spf.test.
@@ -38,11 +38,7 @@ softfail = "tag"
 
 def start(test, config):
     """The daemon with the domain example.test and alice in it."""
-    test.daemon = Daemon(test, config)
-    test.daemon.write_master_key()
-    test.daemon.start()
-    test.probe = Probe(test.daemon.port("probe"))
-    test.addCleanup(test.probe.close)
+    test.daemon, _, test.probe = start_daemon(test, config)
     test.port = test.daemon.port("mx")
     test.daemon.admin("domain", "add", "example.test")
     test.daemon.admin("user", "add", "alice@example.test", stdin="alice's long password\n")

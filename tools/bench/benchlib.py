@@ -36,9 +36,9 @@ def tree(root):
         if name.isdigit():
             with contextlib.suppress(OSError):  # it ended while we looked
                 children.setdefault(ppid_and_cpu(int(name))[0], []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
+    out, unvisited = [], [root]
+    while unvisited:
+        pid = unvisited.pop()
         out.append(pid)
-        todo.extend(children.get(pid, []))
+        unvisited.extend(children.get(pid, []))
     return out
