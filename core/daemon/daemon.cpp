@@ -143,7 +143,9 @@ int Daemon::run() {
   started_at_ = std::chrono::steady_clock::now();
   workers_ = std::make_unique<WorkerPool>(config_.server.workers, config_.server.work_queue);
   loops_ = std::make_unique<LoopPool>(config_.server.threads);
+  connector_ = std::make_unique<OutboundConnector>(*loops_, registry_, connection_ids_);
   HostServices services;
+  services.connector = connector_.get();
   services.main = &main_;
   services.workers = workers_.get();
   services.notify = &notify_;
@@ -272,6 +274,13 @@ void Daemon::begin_shutdown() {
   for (auto& l : listeners_) l->stop();
   if (metrics_) metrics_->stop();
   if (scheduler_) scheduler_->stop();
+  // Outbound connections are ours: they are asked to finish now (a client
+  // says QUIT after its current message), not at the deadline, or idle
+  // ones kept for reuse would hold the shutdown until then.
+  if (connector_) connector_->stop();
+  registry_.for_each([](const std::shared_ptr<Connection>& c) {
+    if (c->outbound()) c->request_shutdown();
+  });
   log_info("server.stopping", {{"connections", std::to_string(registry_.size())},
                                {"deadline_ms", std::to_string(config_.server.shutdown_timeout.count())}});
   shutdown_timer_ = std::make_unique<asio::steady_timer>(main_, config_.server.shutdown_timeout);

@@ -12,6 +12,7 @@
 #include "dns/resolver.hpp"
 #include "net/connection_registry.hpp"
 #include "net/listener.hpp"
+#include "net/outbound_connector.hpp"
 #include "plugin/plugin_manager.hpp"
 #include "runtime/loop_pool.hpp"
 #include "runtime/notify_hub.hpp"
@@ -58,6 +59,7 @@ class Daemon {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_main_{main_.get_executor()};
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<LoopPool> loops_;
+  std::unique_ptr<OutboundConnector> connector_;  // before plugins_: they call it
   std::unique_ptr<Resolver> resolver_;  // before plugins_: outlives their calls into it
   Counters counters_;                    // likewise
   std::unique_ptr<PluginManager> plugins_;

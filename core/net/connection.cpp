@@ -4,6 +4,7 @@
 
 #include "log/logger.hpp"
 #include "net/connection_registry.hpp"
+#include "plugin/host_context.hpp"
 #include "runtime/notify_hub.hpp"
 
 #include <boost/asio/post.hpp>
@@ -48,7 +49,49 @@ Connection::Connection(tcp::socket socket, std::shared_ptr<ListenerState> listen
   socket_.non_blocking(true, ec);  // try_read reads without waiting
 }
 
+Connection::Connection(tcp::socket socket, std::unique_ptr<OutboundRequest> request,
+                       std::shared_ptr<const ListenerConfig> config, uint64_t id, ConnectionRegistry& registry)
+    : socket_(std::move(socket)), config_(std::move(config)), registry_(registry), id_(id),
+      read_buf_size_(config_->read_buffer), read_limit_(config_->read_buffer), timeout_(config_->idle_timeout),
+      idle_timer_(socket_.get_executor()), force_timer_(socket_.get_executor()) {
+  outbound_ = std::move(request);
+  binding_.table = outbound_->protocol;
+  peer_addr_ = outbound_->endpoint.address().to_string();
+  peer_port_ = outbound_->endpoint.port();
+}
+
 Connection::~Connection() = default;
+
+void* Connection::instance() const { return outbound_ ? outbound_->user : binding_.generation->instance(); }
+
+// Outbound: the connect is bounded by the idle timer (on_idle ends a
+// connection that has no session yet).
+void Connection::connect() {
+  if (state_ != State::open) return finish();
+  auto saved = timeout_;
+  timeout_ = outbound_->connect_timeout;
+  arm_idle();
+  timeout_ = saved;
+  socket_.async_connect(outbound_->endpoint,
+                        [self = shared_from_this()](const error_code& ec) { self->on_connected(ec); });
+}
+
+void Connection::on_connected(const error_code& ec) {
+  if (state_ != State::open) return finish();
+  if (ec) {
+    failure_ = "cannot connect: " + ec.message();
+    return finish();
+  }
+  error_code ignored;
+  socket_.set_option(tcp::no_delay(true), ignored);  // see Listener::accept
+  socket_.non_blocking(true, ignored);
+  auto local = socket_.local_endpoint(ignored);
+  if (!ignored) {
+    local_addr_ = local.address().to_string();
+    local_port_ = local.port();
+  }
+  begin();
+}
 
 void Connection::log_event(pst_log_level level, std::string_view event, std::string_view reason) const {
   std::string id = std::to_string(id_), port = std::to_string(peer_port_);
@@ -77,6 +120,11 @@ pst_conn_info_v1 Connection::info() const {
   i.tls_cipher = s(tls_cipher_);
   i.tls_sni = s(tls_sni_);
   i.max_line = config_->max_line;
+  i.outbound = outbound_ ? 1 : 0;
+  i.tls_verified = tls_check_.verified ? 1 : 0;
+  i.tls_dane = tls_check_.dane ? 1 : 0;
+  i.tls_verify_error = s(tls_check_.error);
+  i.tls_peer_name = s(tls_check_.peer_name);
   return i;
 }
 
@@ -108,6 +156,11 @@ void Connection::start(bool admitted, pst_refuse_reason why) {
     close();
     return;
   }
+  begin();
+}
+
+// Implicit TLS first, else the session at once.
+void Connection::begin() {
   log_event(PST_LOG_INFO, "conn.open");
   if (config_->tls == PST_TLS_IMPLICIT) {
     tls_pending_ = true;
@@ -119,7 +172,7 @@ void Connection::start(bool admitted, pst_refuse_reason why) {
 
 void Connection::open_session() {
   pst_conn_info_v1 i = info();
-  void* session = binding_.table->open(binding_.generation->instance(), this, &i);
+  void* session = binding_.table->open(instance(), this, &i);
   if (!session) {
     log_event(PST_LOG_WARNING, "conn.session_refused", "the protocol refused the session");
     close();
@@ -128,7 +181,7 @@ void Connection::open_session() {
   // Set even if the session closed itself inside open(): close() never
   // finishes synchronously, so on_close still reaches it.
   session_ = session;
-  binding_.generation->sessions++;
+  if (binding_.generation) binding_.generation->sessions++;
   arm_idle();
   read();
 }
@@ -280,7 +333,8 @@ void Connection::on_written(const error_code& ec) {
 
 pst_status Connection::start_tls() {
   if (state_ != State::open) return PST_ERR_CLOSED;
-  if (config_->tls != PST_TLS_STARTTLS || tls_ || tls_pending_ || !tls_store_) return PST_ERR_UNSUPPORTED;
+  if (config_->tls != PST_TLS_STARTTLS || tls_ || tls_pending_ || (!tls_store_ && !outbound_))
+    return PST_ERR_UNSUPPORTED;
   tls_pending_ = true;
   held_.clear();
   if (reading_) {
@@ -300,15 +354,24 @@ pst_status Connection::start_tls() {
 void Connection::begin_handshake() {
   if (state_ != State::open) return;
   handshaking_ = true;
-  tls_ = std::make_unique<TlsSocket>(socket_, tls_store_->default_context().native_handle());
+  std::string error;
+  SSL_CTX* ctx = outbound_ ? outbound_->client_tls->context(outbound_->tls.ca_file, error)
+                           : tls_store_->default_context().native_handle();
+  if (ctx)
+    tls_ = std::make_unique<TlsSocket>(socket_, ctx, outbound_ ? TlsSocket::Role::client : TlsSocket::Role::server);
   arm_idle();
-  if (!tls_->valid()) {
+  if (!tls_ || !tls_->valid()) {
     handshaking_ = false;
-    log_event(PST_LOG_ERROR, "tls.failed", "SSL_new failed");
+    failure_ = "TLS cannot start: " + (error.empty() ? std::string("SSL_new failed") : error);
+    log_event(PST_LOG_ERROR, "tls.failed", failure_);
     tls_.reset();
     finish();
     return;
   }
+  // A check that cannot be set up is reported as not verified; the
+  // protocol decides what that means for it.
+  if (outbound_ && !ClientTls::configure(tls_->native_handle(), outbound_->tls, tls_setup_error_))
+    SSL_set_verify(tls_->native_handle(), SSL_VERIFY_NONE, nullptr);
   tls_->async_handshake([self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
 }
 
@@ -321,6 +384,7 @@ void Connection::on_handshake(const error_code& ec) {
     return;
   }
   if (ec) {
+    failure_ = "TLS handshake failed: " + ec.message();
     log_event(PST_LOG_WARNING, "tls.failed", ec.message());
     tls_.reset();  // no close_notify on a failed handshake
     finish();
@@ -332,9 +396,20 @@ void Connection::on_handshake(const error_code& ec) {
   tls_cipher_ = SSL_get_cipher_name(ssl);
   const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   tls_sni_ = sni ? sni : "";
-  log(PST_LOG_INFO, "tls.established",
-      {{"conn", std::to_string(id_)}, {"listener", config_->name}, {"peer", peer_addr_}, {"version", tls_version_},
-       {"cipher", tls_cipher_}, {"sni", tls_sni_}});
+  if (outbound_) {
+    tls_check_ = ClientTls::result(ssl, outbound_->tls);
+    if (!tls_setup_error_.empty()) tls_check_ = {false, false, tls_setup_error_, {}};
+    tls_sni_ = outbound_->tls.server_name;
+    log(PST_LOG_INFO, "tls.established",
+        {{"conn", std::to_string(id_)}, {"listener", config_->name}, {"peer", peer_addr_},
+         {"version", tls_version_}, {"cipher", tls_cipher_}, {"server_name", tls_sni_},
+         {"verified", tls_check_.verified ? (tls_check_.dane ? "dane" : "pkix") : "no"},
+         {"reason", tls_check_.error}});
+  } else {
+    log(PST_LOG_INFO, "tls.established",
+        {{"conn", std::to_string(id_)}, {"listener", config_->name}, {"peer", peer_addr_},
+         {"version", tls_version_}, {"cipher", tls_cipher_}, {"sni", tls_sni_}});
+  }
   if (!session_) {
     open_session();
     return;
@@ -401,7 +476,15 @@ void Connection::finish() {
   if (session_) {
     binding_.table->on_close(session_);
     session_ = nullptr;
-    binding_.generation->sessions--;
+    if (binding_.generation) binding_.generation->sessions--;
+  } else if (outbound_ && outbound_->failed && !admitted_) {
+    if (failure_.empty()) failure_ = "closed before the session opened";
+    log_event(PST_LOG_INFO, "conn.connect_failed", failure_);
+    outbound_->failed(outbound_->user, PST_ERR_RETRYABLE, pst_str{failure_.data(), failure_.size()});
+  }
+  if (outbound_ && outbound_->failed) {
+    outbound_->failed = nullptr;  // the session ran, or failed did: never both
+    log_event(PST_LOG_INFO, "conn.close");
   }
   if (admitted_) {
     listener_->release(peer_addr_);
@@ -411,7 +494,9 @@ void Connection::finish() {
   // Dropping the lease may retire the generation: never touch the plugin
   // after this line.
   binding_ = ProtocolBinding{};
+  HostContext* owner = outbound_ ? std::exchange(outbound_->owner, nullptr) : nullptr;
   registry_.remove(id_);
+  if (owner) owner->end_job();
 }
 
 void Connection::arm_idle() {
@@ -422,7 +507,9 @@ void Connection::arm_idle() {
 
 void Connection::on_idle(const error_code& ec) {
   if (ec || state_ != State::open) return;
-  log_event(PST_LOG_INFO, "conn.timeout", handshaking_ ? "tls handshake" : "idle");
+  const char* what = handshaking_ ? "tls handshake" : session_ ? "idle" : "connect";
+  log_event(PST_LOG_INFO, "conn.timeout", what);
+  if (!session_) failure_ = std::string(what) + " timed out";
   if (handshaking_ || !session_) {
     finish();
     return;

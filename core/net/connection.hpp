@@ -7,6 +7,7 @@
 #include "config/config.hpp"
 #include "net/listener_state.hpp"
 #include "plugin/generation.hpp"
+#include "tls/client_tls.hpp"
 #include "tls/tls_socket.hpp"
 #include "tls/tls_store.hpp"
 
@@ -26,6 +27,7 @@ struct pst_conn {};
 namespace postern::core {
 
 class ConnectionRegistry;
+class HostContext;
 class NotifyHub;
 
 // The protocol a listener's new connections are served by: a lease on the
@@ -35,13 +37,35 @@ struct ProtocolBinding {
   const pst_protocol_v1* table = nullptr;
 };
 
+// What a connection a plugin opened (conn_connect, ABI 1.4) carries: where
+// to, how to check the server's TLS, and whom to tell. The plugin's
+// generation is held by a job (owner->begin_job) until the connection ends.
+struct OutboundRequest {
+  boost::asio::ip::tcp::endpoint endpoint;
+  std::string plugin;  // for the log
+  ClientTlsRequest tls;
+  std::shared_ptr<ClientTls> client_tls;
+  std::chrono::milliseconds connect_timeout{30'000};
+  const pst_protocol_v1* protocol = nullptr;
+  void* user = nullptr;
+  pst_connect_failed_fn failed = nullptr;
+  HostContext* owner = nullptr;
+};
+
 class Connection : public pst_conn, public std::enable_shared_from_this<Connection> {
  public:
   using tcp = boost::asio::ip::tcp;
 
   Connection(tcp::socket socket, std::shared_ptr<ListenerState> listener, ProtocolBinding binding,
              std::shared_ptr<TlsStore> tls, uint64_t id, ConnectionRegistry& registry);
+  // An outbound connection: socket is not yet open; config carries the
+  // limits (name "outbound", the protocol, tls mode, timeouts). Call
+  // connect() on the socket's loop after adding it to the registry.
+  Connection(tcp::socket socket, std::unique_ptr<OutboundRequest> request, std::shared_ptr<const ListenerConfig> config,
+             uint64_t id, ConnectionRegistry& registry);
   ~Connection();
+
+  void connect();
 
   // On the connection's loop, after the listener added it to the registry.
   // admitted: the listener counted it in; otherwise the protocol may write
@@ -61,6 +85,7 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   const std::string& tls_version() const { return tls_version_; }
   const std::string& tls_cipher() const { return tls_cipher_; }
   bool open() const { return state_ == State::open; }
+  bool outbound() const { return outbound_ != nullptr; }
   // Timers and subscriptions of the session, cancelled when it ends.
   void bind_timer(std::weak_ptr<TimerOp> op);
   void bind_subscription(NotifyHub* hub, uint64_t id);
@@ -77,6 +102,9 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
  private:
   enum class State { open, closing, closed };
 
+  void on_connected(const boost::system::error_code& ec);
+  void* instance() const;
+  void begin();
   void open_session();
   void read();
   void try_read();
@@ -112,6 +140,10 @@ class Connection : public pst_conn, public std::enable_shared_from_this<Connecti
   std::string peer_addr_, local_addr_;
   uint16_t peer_port_ = 0, local_port_ = 0;
   std::string tls_version_, tls_cipher_, tls_sni_;
+  std::unique_ptr<OutboundRequest> outbound_;
+  ClientTlsResult tls_check_;
+  std::string tls_setup_error_;  // the check asked for could not be set up
+  std::string failure_;          // why an outbound connection never opened a session
 
   State state_ = State::open;
   size_t read_buf_size_ = 0;  // the most one read takes (the loop thread's buffer holds it)

@@ -3,6 +3,7 @@
 // an error status, never a host crash we could have prevented.
 #include "log/logger.hpp"
 #include "net/connection.hpp"
+#include "net/outbound_connector.hpp"
 #include "plugin/host_context.hpp"
 #include "pipeline/transaction.hpp"
 #include "plugin/generation.hpp"
@@ -447,6 +448,25 @@ pst_status txn_del_rcpt(pst_txn* t, pst_str address) {
   return a ? a->txn->change_rcpt(*a, sv(address), false) : PST_ERR_UNSUPPORTED;
 }
 
+pst_status conn_connect(pst_host_ctx* ctx, const pst_connect_v1* request) {
+  if (!ctx || !request) return PST_ERR_INVALID;
+  OutboundConnector* connector = host(ctx)->services().connector;
+  return connector ? connector->connect(*host(ctx), *request) : PST_ERR_UNSUPPORTED;
+}
+
+pst_status conn_post(pst_host_ctx* ctx, pst_conn* c, pst_timer_fn fn, void* user) {
+  if (!ctx || !c || !fn) return PST_ERR_INVALID;
+  HostContext* h = host(ctx);
+  if (!h->begin_job()) return PST_ERR_CLOSED;
+  std::weak_ptr<Connection> weak = conn(c)->weak_from_this();
+  asio::post(conn(c)->executor(), [h, fn, user, weak] {
+    auto live = weak.lock();
+    fn(user, live && live->open() ? PST_OK : PST_ERR_CLOSED);
+    h->end_job();
+  });
+  return PST_OK;
+}
+
 const pst_host_v1 kHostApi = {
     sizeof(pst_host_v1), PST_ABI_MAJOR,  PST_ABI_MINOR,  host_log,       config_root,      config_type,
     config_get,          config_size,    config_at,      config_key_at,  config_string,    config_integer,
@@ -455,7 +475,7 @@ const pst_host_v1 kHostApi = {
     conn_resume,         conn_set_timeout, conn_set_read_limit, call,     call_reply,       subscribe,
     unsubscribe,         publish,        server_path,    txn_begin,      txn_end,          txn_set,
     txn_get,             txn_run,        txn_add_header, txn_add_result, txn_add_score,
-    txn_replace_message, txn_add_rcpt,   txn_del_rcpt,
+    txn_replace_message, txn_add_rcpt,   txn_del_rcpt,   conn_connect,   conn_post,
 };
 
 }  // namespace

@@ -19,6 +19,7 @@ namespace postern::core {
 
 class Generation;
 class NotifyHub;
+class OutboundConnector;
 class WorkerPool;
 
 // A service (PST_CAP_SERVICE) with a lease on its provider's generation.
@@ -56,6 +57,7 @@ struct HostServices {
   std::string data_dir;
   std::string runtime_dir;
   std::chrono::milliseconds call_timeout{60'000};
+  OutboundConnector* connector = nullptr;  // may be null (--check)
 };
 
 }  // namespace postern::core

@@ -31,7 +31,9 @@ class TlsSocket {
   using tcp = boost::asio::ip::tcp;
   using executor_type = tcp::socket::executor_type;
 
-  TlsSocket(tcp::socket& socket, SSL_CTX* ctx) : socket_(socket), ssl_(SSL_new(ctx)) {
+  enum class Role { server, client };
+
+  TlsSocket(tcp::socket& socket, SSL_CTX* ctx, Role role = Role::server) : socket_(socket), ssl_(SSL_new(ctx)) {
     if (!ssl_) return;
     boost::system::error_code ec;
     socket_.non_blocking(true, ec);  // OpenSSL must see EAGAIN, never block the loop
@@ -40,7 +42,8 @@ class TlsSocket {
       ssl_ = nullptr;
       return;
     }
-    SSL_set_accept_state(ssl_);
+    if (role == Role::server) SSL_set_accept_state(ssl_);
+    else SSL_set_connect_state(ssl_);
     SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   }
   ~TlsSocket() {

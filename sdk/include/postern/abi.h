@@ -42,6 +42,13 @@
  *                    quarantine; a 1.2 host turns it into TEMPFAIL);
  *                    txn_replace_message, txn_add_rcpt, txn_del_rcpt for
  *                    filters (milters change messages and recipients).
+ *   1.4  2026-11-28  outbound connections: conn_connect (pst_connect_v1)
+ *                    opens a client connection served by the plugin's own
+ *                    protocol table; conn_start_tls on it is the client
+ *                    side, verifying the server by PKIX or DANE; the
+ *                    verification result in pst_conn_info_v1 (tls_verified,
+ *                    tls_dane, tls_verify_error, tls_peer_name); conn_post
+ *                    runs plugin code on a connection's loop thread.
  */
 #ifndef POSTERN_ABI_H
 #define POSTERN_ABI_H
@@ -54,11 +61,11 @@ extern "C" {
 #endif
 
 #define PST_ABI_MAJOR 1
-#define PST_ABI_MINOR 3
+#define PST_ABI_MINOR 4
 /* Exported as pst_abi_version by every plugin: "MAJOR.MINOR", where MINOR is
  * the lowest host minor the plugin needs. The host reads it before running
  * any plugin code and refuses a different major or a higher minor. */
-#define PST_ABI_VERSION_STRING "1.3"
+#define PST_ABI_VERSION_STRING "1.4"
 
 #define PST_EXPORT __attribute__((visibility("default")))
 
@@ -172,7 +179,26 @@ typedef struct pst_conn_info_v1 {
   pst_str tls_cipher;
   pst_str tls_sni;       /* server name the client asked for; may be empty */
   uint32_t max_line;     /* per-listener line limit the protocol enforces */
+  /* 1.4: on connections the plugin opened (conn_connect); 0 / empty on
+   * accepted ones. Set once the handshake completed. */
+  uint32_t outbound;        /* 1: opened by conn_connect */
+  uint32_t tls_verified;    /* 1: the server's certificate passed the
+                               verification pst_connect_v1 asked for */
+  uint32_t tls_dane;        /* 1: verified by a TLSA record (DANE) */
+  pst_str tls_verify_error; /* why not verified: OpenSSL's reason, e.g.
+                               "certificate has expired"; empty when verified */
+  pst_str tls_peer_name;    /* the name the certificate matched (SNI/MX host) */
 } pst_conn_info_v1;
+
+/* How conn_start_tls checks the server on an outbound connection (1.4).
+ * The handshake completes whatever the outcome; the result arrives in
+ * on_tls_ready (tls_verified, tls_verify_error) and the protocol decides:
+ * a policy that requires verification closes before sending anything. */
+typedef enum pst_tls_verify {
+  PST_VERIFY_NONE = 0, /* opportunistic: no check (the result is still reported) */
+  PST_VERIFY_PKIX = 1, /* a chain to ca_file (or the system's CAs) naming server_name */
+  PST_VERIFY_DANE = 2  /* RFC 7672: the certificate matches one of the TLSA records */
+} pst_tls_verify;
 
 /* Why the host refuses a connection before opening a session. */
 typedef enum pst_refuse_reason {
@@ -267,6 +293,32 @@ typedef void (*pst_notify_fn)(void* user, pst_str topic, const uint8_t* payload,
  * the transaction's connection thread; verdict is NULL when that
  * connection closed meanwhile (free what user holds, touch nothing). */
 typedef void (*pst_stage_done_fn)(void* user, const pst_verdict_v1* verdict);
+
+/* An outbound connection could not be made (1.4): refused, unreachable,
+ * timed out, or the implicit-TLS handshake failed. reason is BORROWED.
+ * Runs once, on a loop thread, instead of the protocol's open. */
+typedef void (*pst_connect_failed_fn)(void* user, pst_status status, pst_str reason);
+
+/* What conn_connect opens (1.4). pst_protocol_v1 is declared below. */
+struct pst_protocol_v1;
+typedef struct pst_connect_v1 {
+  uint32_t struct_size;
+  pst_str address;            /* IPv4 or IPv6, numeric, no brackets */
+  uint16_t port;
+  uint32_t tls_mode;          /* PST_TLS_STARTTLS: plaintext until conn_start_tls;
+                                 PST_TLS_IMPLICIT: TLS before open */
+  pst_str server_name;        /* sent as SNI; the name PKIX checks */
+  uint32_t verify;            /* pst_tls_verify */
+  pst_str ca_file;            /* PEM trust anchors for PKIX; empty = the system's */
+  const pst_str* tlsa;        /* for DANE: "usage selector mtype hex" each */
+  size_t tlsa_count;
+  uint64_t connect_timeout_ms; /* 0 = 30 s */
+  uint64_t idle_timeout_ms;   /* 0 = 300 s (RFC 5321 §4.5.3.2's longest wait) */
+  uint32_t max_line;          /* 0 = 1000 */
+  const struct pst_protocol_v1* protocol;
+  void* user;                 /* handed to protocol->open as its instance */
+  pst_connect_failed_fn failed;
+} pst_connect_v1;
 
 typedef enum pst_server_path {
   PST_PATH_DATA_DIR = 1,   /* [server] data_dir: persistent state */
@@ -410,6 +462,23 @@ typedef struct pst_host_v1 {
    * or "-address", in the order filters made them) to act on it. */
   pst_status (*txn_add_rcpt)(pst_txn* txn, pst_str address);
   pst_status (*txn_del_rcpt)(pst_txn* txn, pst_str address);
+
+  /* --- 1.4: outbound connections --- (any thread)
+   * Connects to request->address (numeric) and port; on success the host
+   * serves the connection with request->protocol exactly as an accepted
+   * one: open(request->user, conn, info), on_data, ... on_close. On
+   * failure request->failed runs instead (open never does). The request
+   * and everything it points to are copied. A connection holds its
+   * generation: close your connections in stop(), or the generation's
+   * retirement waits for them. */
+  pst_status (*conn_connect)(pst_host_ctx* ctx, const struct pst_connect_v1* request);
+  /* Any thread: runs fn(user, PST_OK) on conn's loop thread, or
+   * fn(user, PST_ERR_CLOSED) there when the connection closed first;
+   * exactly once. For handing work to a session from elsewhere (a pooled
+   * outbound connection taken up by another delivery). conn must be alive
+   * during this call: call it only while its session exists, under a lock
+   * the session's on_close also takes. */
+  pst_status (*conn_post)(pst_host_ctx* ctx, pst_conn* conn, pst_timer_fn fn, void* user);
 } pst_host_v1;
 
 /* ------------------------------------------------------------------ */

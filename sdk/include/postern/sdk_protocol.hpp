@@ -10,8 +10,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace postern::sdk {
 
@@ -32,7 +35,14 @@ struct ConnInfo {
         tls_version(view(i.tls_version)),
         tls_cipher(view(i.tls_cipher)),
         tls_sni(view(i.tls_sni)),
-        max_line(i.max_line) {}
+        max_line(i.max_line) {
+    if (!PST_HAS_FIELD(&i, pst_conn_info_v1, tls_peer_name)) return;  // a 1.3 host
+    outbound = i.outbound != 0;
+    tls_verified = i.tls_verified != 0;
+    tls_dane = i.tls_dane != 0;
+    tls_verify_error = view(i.tls_verify_error);
+    tls_peer_name = view(i.tls_peer_name);
+  }
 
   uint64_t conn_id = 0;
   std::string listener, protocol, peer_addr;
@@ -44,6 +54,9 @@ struct ConnInfo {
   bool tls_active = false;
   std::string tls_version, tls_cipher, tls_sni;
   uint32_t max_line = 0;
+  // 1.4, outbound connections: the server check conn_connect asked for.
+  bool outbound = false, tls_verified = false, tls_dane = false;
+  std::string tls_verify_error, tls_peer_name;
 };
 
 // The session's handle on its connection. Call only from the session's hooks
@@ -65,8 +78,26 @@ class Connection {
     api_->conn_set_timeout(conn_, static_cast<uint64_t>(t.count()));
   }
   pst_conn* handle() const { return conn_; }
+  // Any thread (ABI 1.4): fn(open) runs once on the connection's thread;
+  // open is false when it closed first. See conn_post for when it is safe.
+  bool post(pst_host_ctx* ctx, std::function<void(bool open)> fn) const {
+    if (!PST_HAS_FIELD(api_, pst_host_v1, conn_post)) return false;
+    auto* holder = new std::function<void(bool)>(std::move(fn));
+    if (api_->conn_post(ctx, conn_, &post_trampoline, holder) != PST_OK) {
+      delete holder;
+      return false;
+    }
+    return true;
+  }
 
  private:
+  static void post_trampoline(void* user, pst_status status) noexcept {
+    std::unique_ptr<std::function<void(bool)>> fn(static_cast<std::function<void(bool)>*>(user));
+    try {
+      (*fn)(status == PST_OK);
+    } catch (...) {
+    }
+  }
   const pst_host_v1* api_ = nullptr;
   pst_conn* conn_ = nullptr;
 };
@@ -251,4 +282,95 @@ inline pst_protocol_v1 session_table() {
 }
 
 }  // namespace detail
+
+// An outbound connection (ABI 1.4), served by a session the plugin makes
+// once it is connected.
+struct ConnectRequest {
+  std::string address;  // numeric IPv4 / IPv6
+  uint16_t port = 0;
+  pst_tls_mode tls = PST_TLS_STARTTLS;  // or PST_TLS_IMPLICIT
+  std::string server_name;              // SNI; the name PKIX checks
+  pst_tls_verify verify = PST_VERIFY_NONE;
+  std::string ca_file;                  // PKIX trust anchors; empty = the system's
+  std::vector<std::string> tlsa;        // DANE: "usage selector mtype hex"
+  std::chrono::milliseconds connect_timeout{30'000}, idle_timeout{300'000};
+  uint32_t max_line = 0;
+};
+
+// Exactly one of open (connected: return the session, or nullptr to close)
+// and failed (with the reason) runs, on a loop thread. false when the host
+// refused the request (no 1.4 host, a malformed address, retiring): then
+// neither runs.
+using OpenOutbound = std::function<ProtocolSession*(Connection conn, const ConnInfo& info)>;
+using OutboundFailed = std::function<void(std::string_view reason)>;
+inline bool connect(const Host& host, const ConnectRequest& r, OpenOutbound open, OutboundFailed failed);
+
+namespace detail {
+
+struct PendingOutbound {
+  Host host;
+  OpenOutbound open;
+  OutboundFailed failed;
+};
+
+inline const pst_protocol_v1* outbound_table() {
+  static const pst_protocol_v1 table = [] {
+    pst_protocol_v1 t = session_table();
+    t.name = str("outbound");
+    t.open = [](void* user, pst_conn* conn, const pst_conn_info_v1* info) noexcept -> void* {
+      std::unique_ptr<PendingOutbound> p(static_cast<PendingOutbound*>(user));
+      try {
+        ConnInfo ci(*info);
+        ProtocolSession* s = p->open(Connection(p->host, conn), ci);
+        if (s) {
+          s->attach(ci);
+          s->on_open(ci);
+        }
+        return s;
+      } catch (...) {
+        return nullptr;
+      }
+    };
+    return t;
+  }();
+  return &table;
+}
+
+}  // namespace detail
+
+inline bool connect(const Host& host, const ConnectRequest& r, OpenOutbound open, OutboundFailed failed) {
+  const pst_host_v1* api = host.api();
+  if (!api || !PST_HAS_FIELD(api, pst_host_v1, conn_connect)) return false;
+  std::vector<pst_str> tlsa;
+  for (const auto& t : r.tlsa) tlsa.push_back(str(t));
+  auto* pending = new detail::PendingOutbound{host, std::move(open), std::move(failed)};
+  pst_connect_v1 c{};
+  c.struct_size = sizeof c;
+  c.address = str(r.address);
+  c.port = r.port;
+  c.tls_mode = r.tls;
+  c.server_name = str(r.server_name);
+  c.verify = r.verify;
+  c.ca_file = str(r.ca_file);
+  c.tlsa = tlsa.data();
+  c.tlsa_count = tlsa.size();
+  c.connect_timeout_ms = static_cast<uint64_t>(r.connect_timeout.count());
+  c.idle_timeout_ms = static_cast<uint64_t>(r.idle_timeout.count());
+  c.max_line = r.max_line;
+  c.protocol = detail::outbound_table();
+  c.user = pending;
+  c.failed = [](void* user, pst_status, pst_str reason) noexcept {
+    std::unique_ptr<detail::PendingOutbound> p(static_cast<detail::PendingOutbound*>(user));
+    try {
+      p->failed(view(reason));
+    } catch (...) {
+    }
+  };
+  if (api->conn_connect(host.ctx(), &c) != PST_OK) {
+    delete pending;
+    return false;
+  }
+  return true;
+}
+
 }  // namespace postern::sdk
