@@ -61,6 +61,9 @@ void usage() {
                "  dmarc report --domain D --since DAY --until DAY\n"
                "                                the RFC 7489 aggregate report (XML) for mail from D; DAY is\n"
                "                                YYYY-MM-DD (UTC midnight) or unix seconds; until is exclusive\n"
+               "  tlsrpt report [--date DAY] [--domain D]\n"
+               "                                the RFC 8460 TLS report (JSON) of outbound sessions per\n"
+               "                                policy domain; DAY is YYYY-MM-DD (UTC), today by default\n"
                "  ban list                      addresses and networks the guard refuses, and until when\n"
                "  ban add NETWORK [--for 1d] [--reason TEXT] | ban remove NETWORK\n"
                "  queue list                    queued messages, their recipients and states\n"
@@ -246,6 +249,15 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
       else return {"", "unknown option " + w[i]};
     }
     return build("dmarc.report", kv);
+  }
+  if (group == "tlsrpt" && verb == "report") {
+    std::vector<std::pair<std::string, std::string>> kv;
+    if ((n - 2) % 2 != 0) return {"", "each option takes a value"};
+    for (size_t i = 2; i + 1 < n; i += 2) {
+      if (w[i] == "--domain" || w[i] == "--date") kv.emplace_back(w[i].substr(2), w[i + 1]);
+      else return {"", "unknown option " + w[i]};
+    }
+    return build("tlsrpt.report", kv);
   }
   if (group == "ban" && verb == "list" && n == 2) return build("ban.list", {});
   if (group == "ban" && verb == "remove" && n == 3) return build("ban.remove", {{"network", w[2]}});

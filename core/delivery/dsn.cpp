@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cctype>
 
 namespace postern::core {
 namespace {
@@ -90,7 +91,11 @@ std::string compose_dsn(const DsnReport& r, const std::string& to, const std::st
            "\r\n";
     }
     m += "Action: " + x.action + "\r\nStatus: " + x.status + "\r\n";
-    if (!x.diagnostic.empty()) m += "Diagnostic-Code: X-Postern; " + one_line(x.diagnostic) + "\r\n";
+    // RFC 3464 §2.3.6: "smtp" when the text is a remote server's reply.
+    const std::string& d = x.diagnostic;
+    bool smtp = d.size() > 4 && d[0] >= '2' && d[0] <= '5' && std::isdigit(static_cast<unsigned char>(d[1])) &&
+                std::isdigit(static_cast<unsigned char>(d[2])) && d[3] == ' ';
+    if (!d.empty()) m += std::string("Diagnostic-Code: ") + (smtp ? "smtp; " : "X-Postern; ") + one_line(d) + "\r\n";
   }
   m += "\r\n";
 

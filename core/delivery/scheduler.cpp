@@ -7,6 +7,7 @@
 
 #include <postern/hex.hpp>
 #include <postern/queue.hpp>
+#include <postern/transport.hpp>
 
 #include <openssl/rand.h>
 #include <unistd.h>
@@ -34,6 +35,13 @@ std::string field(const Record& r, std::string_view key) { return std::string(r.
 
 constexpr std::string_view kWaitingForTransport = "waiting for an outbound transport";
 
+std::string domain_of(std::string_view address) {
+  size_t at = address.rfind('@');
+  std::string d(at == std::string_view::npos ? std::string_view() : address.substr(at + 1));
+  for (char& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return d;
+}
+
 }  // namespace
 
 struct DeliveryScheduler::Job {
@@ -43,10 +51,12 @@ struct DeliveryScheduler::Job {
     bool changed = false;  // decided in this run: reported to the queue
   };
   std::string id, token, sender, mailbox, envid, ret, kind, body, data;
-  bool smtputf8 = false;
+  bool smtputf8 = false, requiretls = false;
   uint64_t received = 0, attempts = 0;
   std::vector<Recipient> rcpts;
   size_t next = 0;
+  std::vector<std::string> domains;  // remote destinations of this run, in order
+  size_t next_domain = 0;
   std::string error;  // the last temporary failure
   Clock::time_point leased_at = Clock::now();
 
@@ -97,8 +107,9 @@ void DeliveryScheduler::stop() {
 }
 
 void DeliveryScheduler::call(const std::string& service, const std::string& method, const Record& request,
-                             std::function<void(pst_status, std::string_view)> done) {
-  call_service(services_, main_, service, method, request.encode(), call_timeout_,
+                             std::function<void(pst_status, std::string_view)> done,
+                             std::chrono::milliseconds timeout) {
+  call_service(services_, main_, service, method, request.encode(), timeout.count() ? timeout : call_timeout_,
                [alive = std::weak_ptr<bool>(alive_), done = std::move(done)](pst_status s, std::string_view reply) {
                  if (!alive.expired()) done(s, reply);
                });
@@ -150,6 +161,7 @@ void DeliveryScheduler::claimed(pst_status status, std::string_view reply) {
     job->kind = field(m, "kind");
     job->body = field(m, "body");
     job->smtputf8 = m.get_or("smtputf8", "") == "1";
+    job->requiretls = m.get_or("requiretls", "") == "1";
     job->received = m.number("received").value_or(0);
     job->attempts = m.number("attempts").value_or(0);
     job->data = field(m, "data");
@@ -190,25 +202,11 @@ void DeliveryScheduler::run(const std::shared_ptr<Job>& job) {
 // message, so a delivery repeated after a crash stores nothing.
 void DeliveryScheduler::deliver_next(const std::shared_ptr<Job>& job) {
   auto& rcpts = job->rcpts;
-  while (job->next < rcpts.size() && (rcpts[job->next].state != "pending" || rcpts[job->next].account == 0)) {
-    auto& r = rcpts[job->next++];
-    if (r.state == "pending" && r.text != kWaitingForTransport)
-      job->decide(r, "pending", "4.4.0", std::string(kWaitingForTransport));
-  }
-  if (job->next == rcpts.size()) return finish(job);
+  while (job->next < rcpts.size() && (rcpts[job->next].state != "pending" || rcpts[job->next].account == 0))
+    ++job->next;
+  if (job->next == rcpts.size()) return deliver_remote(job);
   // A long recipient list outlives half its lease: renew before going on.
-  if (Clock::now() - job->leased_at > config_.lease / 2) {
-    Record renew;
-    renew.add("id", job->id).add("token", job->token).add("lease_ms", config_.lease.count());
-    return call("queue", "renew", renew, [this, job](pst_status s, std::string_view reply) {
-      if (s != PST_OK) {
-        log_warning("delivery.lease_lost", {{"id", job->id}, {"reason", reply}});
-        return done(job);
-      }
-      job->leased_at = Clock::now();
-      deliver_next(job);
-    });
-  }
+  if (Clock::now() - job->leased_at > config_.lease / 2) return keep_lease(job, [this, job] { deliver_next(job); });
   uint64_t account = rcpts[job->next].account;
   Record request;
   request.add("account", account).add("queue_id", job->id).add("token", job->token);
@@ -245,6 +243,90 @@ void DeliveryScheduler::deliver_next(const std::shared_ptr<Job>& job) {
     ++job->next;
     deliver_next(job);
   });
+}
+
+void DeliveryScheduler::keep_lease(const std::shared_ptr<Job>& job, std::function<void()> next) {
+  if (Clock::now() - job->leased_at <= config_.lease / 2) return next();
+  Record renew;
+  renew.add("id", job->id).add("token", job->token).add("lease_ms", config_.lease.count());
+  call("queue", "renew", renew, [this, job, next = std::move(next)](pst_status s, std::string_view reply) {
+    if (s != PST_OK) {
+      log_warning("delivery.lease_lost", {{"id", job->id}, {"reason", reply}});
+      return done(job);
+    }
+    job->leased_at = Clock::now();
+    next();
+  });
+}
+
+// Remote recipients, one transport call per destination domain. The
+// transport must answer within half the lease (it is told its deadline);
+// the lease is renewed before each call.
+void DeliveryScheduler::deliver_remote(const std::shared_ptr<Job>& job) {
+  if (job->domains.empty() && job->next_domain == 0) {
+    for (auto& r : job->rcpts) {
+      if (r.state != "pending" || r.account != 0) continue;
+      auto d = domain_of(r.address);
+      if (std::find(job->domains.begin(), job->domains.end(), d) == job->domains.end()) job->domains.push_back(d);
+    }
+  }
+  if (job->next_domain == job->domains.size()) return finish(job);
+  if (Clock::now() - job->leased_at > config_.lease / 2) return keep_lease(job, [this, job] { deliver_remote(job); });
+  const std::string& domain = job->domains[job->next_domain];
+  sdk::transport::Message m;
+  m.id = job->id;
+  m.sender = job->sender;
+  m.domain = domain;
+  m.data = job->data;
+  m.envid = job->envid;
+  m.ret = job->ret;
+  m.body = job->body;
+  m.smtputf8 = job->smtputf8;
+  m.requiretls = job->requiretls;
+  for (auto& r : job->rcpts)
+    if (r.state == "pending" && r.account == 0 && domain_of(r.address) == domain)
+      m.rcpts.push_back({r.index, r.address, r.notify, r.orcpt});
+  auto deadline = config_.lease / 2;
+  Record request = sdk::transport::request(m);
+  request.add("deadline_ms", static_cast<uint64_t>(deadline.count()));
+  call(
+      "transport", "deliver", request,
+      [this, job, domain](pst_status s, std::string_view reply) { transported(job, domain, s, reply); },
+      deadline + std::chrono::seconds(30));
+}
+
+void DeliveryScheduler::transported(const std::shared_ptr<Job>& job, const std::string& domain, pst_status s,
+                                    std::string_view reply) {
+  ++job->next_domain;
+  auto mine = [&](const Job::Recipient& r) {
+    return r.state == "pending" && r.account == 0 && domain_of(r.address) == domain;
+  };
+  if (s != PST_OK) {
+    std::string why = s == PST_ERR_NOT_FOUND ? std::string(kWaitingForTransport)
+                                              : "the transport failed: " + std::string(reply);
+    if (s != PST_ERR_NOT_FOUND) log_warning("delivery.transport_failed", {{"id", job->id}, {"reason", reply}});
+    for (auto& r : job->rcpts)
+      if (mine(r) && r.text != why) job->decide(r, "pending", "4.4.0", why);
+    if (s != PST_ERR_NOT_FOUND) job->error = why;
+    return deliver_remote(job);
+  }
+  auto results = sdk::transport::parse_reply(Record::parse(reply).value_or(Record()));
+  for (auto& r : job->rcpts) {
+    if (!mine(r)) continue;
+    auto it = std::find_if(results.begin(), results.end(), [&](const auto& x) { return x.index == r.index; });
+    if (it == results.end() || (it->state != "delivered" && it->state != "failed" && it->state != "pending")) {
+      job->decide(r, "pending", "4.4.0", "the transport gave no answer for this recipient");
+      job->error = r.text;
+      continue;
+    }
+    std::string text = it->text + (it->mx.empty() ? std::string() : " (" + it->mx + ")");
+    job->decide(r, it->state, it->status, text);
+    if (it->state == "pending") job->error = text;
+    log(it->state == "failed" ? PST_LOG_WARNING : PST_LOG_INFO,
+        it->state == "delivered" ? "delivery.relayed" : it->state == "failed" ? "delivery.failed" : "delivery.deferred",
+        {{"id", job->id}, {"to", r.address}, {"status", it->status}, {"mx", it->mx}, {"reason", it->text}});
+  }
+  deliver_remote(job);
 }
 
 // Reports what this run decided, with a DSN for the sender when one is due.
@@ -303,7 +385,7 @@ void DeliveryScheduler::settle(const std::shared_ptr<Job>& job, const Record& ds
   for (auto& r : job->rcpts) {
     if (r.state == "pending") {
       pending = true;
-      if (r.account != 0) waiting_only = false;
+      if (r.text != kWaitingForTransport) waiting_only = false;
     }
     if (!r.changed) continue;
     request.add("result", Record().add("index", r.index).add("state", r.state).add("status", r.status).add("text", r.text));

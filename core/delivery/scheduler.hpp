@@ -4,7 +4,9 @@
 // a crash stores nothing twice); remote recipients wait for a transport
 // (the outbound issue). Failures bounce with an RFC 3464 report; temporary
 // trouble is retried with exponential backoff until the message's lifetime
-// ends. Everything runs on the main loop; the work is service calls.
+// ends. Remote recipients go to the "transport" service, one call per
+// destination domain. Everything runs on the main loop; the work is
+// service calls.
 #pragma once
 
 #include "config/config.hpp"
@@ -44,12 +46,17 @@ class DeliveryScheduler {
   void claimed(pst_status status, std::string_view reply);
   void run(const std::shared_ptr<Job>& job);
   void deliver_next(const std::shared_ptr<Job>& job);
+  void deliver_remote(const std::shared_ptr<Job>& job);
+  void transported(const std::shared_ptr<Job>& job, const std::string& domain, pst_status s, std::string_view reply);
+  // Renews the lease when half of it is gone, then runs next.
+  void keep_lease(const std::shared_ptr<Job>& job, std::function<void()> next);
   void finish(const std::shared_ptr<Job>& job);
   void settle(const std::shared_ptr<Job>& job, const sdk::Record& dsn);
   void done(const std::shared_ptr<Job>& job);
   void arm(std::chrono::milliseconds after);
   void call(const std::string& service, const std::string& method, const sdk::Record& request,
-            std::function<void(pst_status, std::string_view)> done);
+            std::function<void(pst_status, std::string_view)> done,
+            std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
   const ServiceDirectory& services_;
   boost::asio::io_context& main_;

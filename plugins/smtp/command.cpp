@@ -180,6 +180,9 @@ PathResult parse_path_command(std::string_view args, bool mail) {
     } else if (mail && key == "SMTPUTF8") {
       ok = value.empty();
       r.params.smtputf8 = true;
+    } else if (mail && key == "REQUIRETLS") {
+      ok = value.empty();
+      r.params.requiretls = true;
     } else if (mail && key == "RET") {
       r.params.ret = upper(value);
       ok = r.params.ret == "FULL" || r.params.ret == "HDRS";

@@ -30,6 +30,7 @@ struct Parameters {
   std::optional<uint64_t> size;
   std::string body;  // "7BIT", "8BITMIME", "BINARYMIME" or empty
   bool smtputf8 = false;
+  bool requiretls = false;      // RFC 8689 (MAIL)
   std::string ret, envid;       // DSN (MAIL)
   std::string notify, orcpt;    // DSN (RCPT)
   std::string auth;             // AUTH= (MAIL), accepted and ignored

@@ -159,6 +159,7 @@ class Connection final : public ProtocolSession, public Io, public Backend {
     m.envid = envelope.params.envid;
     m.body = envelope.params.body;
     m.smtputf8 = envelope.params.smtputf8;
+    m.requiretls = envelope.params.requiretls;
     m.mailbox = mailbox;
     m.peer = envelope.peer;
     m.helo = envelope.helo;

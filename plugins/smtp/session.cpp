@@ -321,6 +321,7 @@ void Session::greet_client(const std::string& helo, bool extended) {
                                     "CHUNKING",
                                     "DSN"};
   if (config_.starttls_available && !secure()) lines.push_back("STARTTLS");
+  if (secure()) lines.push_back("REQUIRETLS");  // RFC 8689 §3: offered only over TLS
   if (auth_offered()) lines.push_back("AUTH PLAIN LOGIN SCRAM-SHA-256");
   reply_lines(250, lines);
 }
@@ -362,6 +363,7 @@ void Session::mail(const Command& c) {
     return error(553, "5.6.7", "non-ASCII address without the SMTPUTF8 parameter");
   if (p.error != PathError::none) return error(501, "5.1.7", "bad sender address syntax");
   if (p.params.body == "BINARYMIME") return error(555, "5.5.4", "BINARYMIME is not supported");
+  if (p.params.requiretls && !secure()) return error(530, "5.7.10", "REQUIRETLS needs TLS first");
   if (p.params.size && *p.params.size > config_.limits.max_message_size)
     return error(552, "5.3.4", "message size exceeds fixed maximum message size");
   if (config_.mode != Mode::mx && p.address.null())

@@ -8,6 +8,7 @@
 // Every operation runs on the host's worker pool; none on an event loop.
 #include "store.hpp"
 
+#include <postern/hex.hpp>
 #include <postern/sdk.hpp>
 
 #include <algorithm>
@@ -322,7 +323,12 @@ std::string Plugin::queue_admin(const std::string& command, const Record& req) {
   }
   if (command == "show") {
     Record e = spool.show(req);
-    return describe(e) + "\n" + std::string(e.get_or("headers", ""));
+    std::string attempts;
+    for (auto raw : e.all("attempt")) {
+      auto a = Record::parse(raw).value_or(Record());
+      attempts += "    attempt " + utc(a.number("at").value_or(0)) + ": " + std::string(a.get_or("error", "")) + "\n";
+    }
+    return describe(e) + attempts + "\n" + std::string(e.get_or("headers", ""));
   }
   if (command == "retry") return "made " + std::string(spool.retry(req).get_or("retried", "0")) + " due now\n";
   if (command == "delete") {
@@ -408,6 +414,19 @@ std::string Plugin::dns_records(const Record& req) {
   for (auto raw : listed_keys) text += zone_line(Record::parse(raw).value_or(Record())) + "\n";
   text += "; DMARC (RFC 7489): start with p=none and read the reports, then quarantine or reject\n";
   text += "_dmarc." + domain + ". IN TXT \"v=DMARC1; p=none; rua=mailto:postmaster@" + domain + "\"\n";
+  // The policy's id changes exactly when the policy does (a hash of it).
+  std::string policy = "version: STSv1\nmode: testing\nmx: " + mx + "\nmax_age: 604800\n";
+  uint64_t id = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : policy) id = (id ^ c) * 1099511628211ull;
+  text += "; MTA-STS (RFC 8461): senders insist on verified TLS to the MX hosts the policy names. Serve the\n"
+          "; policy below at https://mta-sts." + domain + "/.well-known/mta-sts.txt (a certificate valid for\n"
+          "; mta-sts." + domain + "); after a week of clean TLS reports, change mode to enforce and the id.\n";
+  text += "_mta-sts." + domain + ". IN TXT \"v=STSv1; id=" + sdk::to_hex(std::string_view(reinterpret_cast<const char*>(&id), 8)) + "\"\n";
+  text += "mta-sts." + domain + ". IN CNAME " + mx + ".\n";
+  for (size_t start = 0, nl; (nl = policy.find('\n', start)) != std::string::npos; start = nl + 1)
+    text += ";   " + policy.substr(start, nl - start) + "\n";
+  text += "; TLS-RPT (RFC 8460): where senders send their daily reports of TLS trouble\n";
+  text += "_smtp._tls." + domain + ". IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@" + domain + "\"\n";
   return text;
 }
 

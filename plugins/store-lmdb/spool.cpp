@@ -14,12 +14,13 @@ namespace {
 
 // Envelope fields an enqueue may carry, kept as given (bounded).
 constexpr std::string_view kEnvelopeFields[] = {"sender", "ret", "envid", "body", "smtputf8", "mailbox", "peer",
-                                                "helo",   "protocol", "auth", "kind"};
+                                                "helo",   "protocol", "auth", "kind", "requiretls"};
 constexpr std::string_view kRecipientFields[] = {"address", "account", "notify", "orcpt"};
 constexpr size_t kMaxField = 1024;
 constexpr size_t kMaxRecipients = 100000;
 constexpr uint64_t kMaxLeaseMs = 24ull * 3600 * 1000;
 constexpr uint64_t kClaimBytes = 64ull << 20;
+constexpr size_t kAttemptsKept = 20;
 
 // Text from a settle (status, reasons), kept bounded and on one line.
 std::string clean(std::string_view text, size_t max = kMaxField) {
@@ -320,9 +321,14 @@ Record Spool::settle(Txn& txn, const Record& r, const std::optional<Prepared>& d
     Record next;
     for (auto& [k, v] : e.fields())
       if (k != "rcpt" && k != "token" && k != "lease_until" && k != "next_attempt" && k != "attempts" &&
-          k != "last_error")
+          k != "last_error" && k != "attempt")
         next.add(k, v);
     for (auto& x : rcpts) next.add("rcpt", x);
+    // Every attempt, for `postern queue show`: the latest kAttemptsKept.
+    auto history = e.all("attempt");
+    for (size_t i = history.size() >= kAttemptsKept ? history.size() - kAttemptsKept + 1 : 0; i < history.size(); ++i)
+      next.add("attempt", history[i]);
+    next.add("attempt", Record().add("at", now()).add("error", clean(r.get_or("error", ""))));
     next.add("attempts", num(e, "attempts") + 1)
         .add("next_attempt", retry_at)
         .add("last_error", clean(r.get_or("error", "")));

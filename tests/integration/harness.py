@@ -443,6 +443,71 @@ class Nsd:
             self.proc.wait(10)
 
 
+def sign_zone(test, origin, zone_text):
+    """The zone signed with fresh ECDSA keys (ldns-signzone), and the DS
+    record of its key-signing key: what a validating resolver trusts."""
+    d = tempfile.mkdtemp(prefix="postern-dnssec.")
+    test.addCleanup(shutil.rmtree, d, True)
+
+    def run(*argv):
+        return subprocess.run(argv, cwd=d, check=True, capture_output=True, text=True).stdout.strip()
+
+    zsk = run("ldns-keygen", "-a", "ECDSAP256SHA256", origin)
+    ksk = run("ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin)
+    with open(os.path.join(d, "zone"), "w") as f:
+        f.write(zone_text)
+    run("ldns-signzone", "-n", "-e", "20361231000000", "-f", "signed", "zone", zsk, ksk)
+    with open(os.path.join(d, "signed")) as f:
+        signed = f.read()
+    ds = run("ldns-key2ds", "-n", "-2", ksk + ".key")
+    return signed, ds
+
+
+class Unbound:
+    """A validating unbound on a free loopback port, trusting ds (a DS
+    record) for origin, which it asks nsd on 127.0.0.1:nsd_port for."""
+
+    def __init__(self, test, origin, ds, nsd_port):
+        self.dir = tempfile.mkdtemp(prefix="postern-unbound.")
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.port = free_port()
+        with open(os.path.join(self.dir, "ds.txt"), "w") as f:
+            f.write(ds + "\n")
+        conf = os.path.join(self.dir, "unbound.conf")
+        with open(conf, "w") as f:
+            f.write("""server:
+  interface: 127.0.0.1
+  port: {port}
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{dir}"
+  pidfile: "{dir}/unbound.pid"
+  use-syslog: no
+  logfile: "{dir}/unbound.log"
+  do-ip6: no
+  do-not-query-localhost: no
+  outgoing-interface: 127.0.0.1
+  module-config: "validator iterator"
+  trust-anchor-file: "{dir}/ds.txt"
+  local-zone: "{origin}." nodefault
+  domain-insecure: "."
+stub-zone:
+  name: "{origin}"
+  stub-addr: 127.0.0.1@{nsd}
+""".format(port=self.port, dir=self.dir, origin=origin, nsd=nsd_port))
+        self.proc = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        test.addCleanup(self.stop)
+        wait_until_ready(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close() or True,
+                         "unbound", 10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 class Clamd:
     """ClamAV's clamd on a Unix socket in a temp directory, with a signature
     database of the test's own (ClamAV .ndb lines); nothing from the internet."""

@@ -94,6 +94,10 @@ class DkimSigning(unittest.TestCase):
         self.assertIn("example.test. IN MX 10 mx.example.test.\n", records)
         self.assertIn('example.test. IN TXT "v=spf1 mx -all"\n', records)
         self.assertIn('_dmarc.example.test. IN TXT "v=DMARC1; p=none; rua=mailto:postmaster@example.test"\n', records)
+        self.assertRegex(records, r'\n_mta-sts\.example\.test\. IN TXT "v=STSv1; id=[0-9a-f]{16}"\n')
+        self.assertIn("mta-sts.example.test. IN CNAME mx.example.test.\n", records)
+        self.assertIn(";   version: STSv1\n;   mode: testing\n;   mx: mx.example.test\n;   max_age: 604800\n", records)
+        self.assertIn('_smtp._tls.example.test. IN TXT "v=TLSRPTv1; rua=mailto:postmaster@example.test"\n', records)
         txt = txt_records(records)
         self.assertTrue(txt["r1._domainkey.example.test"].startswith("v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"))
         ed = txt["e1._domainkey.example.test"]

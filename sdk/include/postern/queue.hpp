@@ -54,6 +54,7 @@ struct QueuedMessage {
   std::vector<QueuedRecipient> rcpts;
   std::string ret, envid, body;  // RFC 3461, RFC 6152
   bool smtputf8 = false;
+  bool requiretls = false;  // RFC 8689: only over verified TLS, all the way
   std::string mailbox;  // "" = INBOX; "Junk" for a quarantined message
   std::string peer, helo, protocol, auth;  // where it came from, for logs and DSNs
   std::string kind;  // "dsn" for a delivery status notification (never bounced)
@@ -79,6 +80,7 @@ inline Record enqueue_request(const QueuedMessage& m, std::string_view data) {
                       {"protocol", &m.protocol}, {"auth", &m.auth}, {"kind", &m.kind}})
     if (!v->empty()) r.add(k, *v);
   if (m.smtputf8) r.add("smtputf8", "1");
+  if (m.requiretls) r.add("requiretls", "1");
   return r.add("data", data);
 }
 

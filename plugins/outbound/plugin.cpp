@@ -1,0 +1,92 @@
+// outbound: the transport for remote recipients (service "transport",
+// method "deliver", see sdk/include/postern/transport.hpp). Mail goes to a
+// smart host when one is configured for the domain (or for all), else to
+// the domain's MX hosts, over TLS checked by DANE or MTA-STS where the
+// destination publishes them, opportunistic TLS otherwise. Connections are
+// opened through the host (conn_connect, ABI 1.4) and kept for the next
+// message to the same destination. TLS outcomes go into TLS-RPT logs;
+// `postern tlsrpt report` prints a day's reports ("admin.tlsrpt").
+#include "context.hpp"
+#include "delivery.hpp"
+
+#include <postern/dns.hpp>
+#include <postern/sdk.hpp>
+
+#include <array>
+#include <memory>
+
+namespace postern::outbound {
+namespace {
+
+using namespace postern::sdk;
+
+class Plugin : public sdk::Plugin {
+ public:
+  static constexpr std::array<std::string_view, 2> services{"transport", "admin.tlsrpt"};
+
+  bool configure(Config cfg) override { return read_settings(cfg, settings_); }
+
+  bool start(std::string&) override {
+    ctx_ = std::make_shared<Context>(host(), settings_, host().data_dir());
+    check_resolver();
+    return true;
+  }
+
+  void stop() override {
+    if (ctx_) ctx_->pool.close_all();
+  }
+
+  void handle_call(std::string_view service, std::string_view method, std::string_view request,
+                   ReplyPtr reply) override {
+    auto r = Record::parse(request);
+    if (!r) return reply->error(PST_ERR_INVALID, "malformed request");
+    if (service == "admin.tlsrpt") return report(method, *r, reply);
+    if (service != "transport" || method != "deliver") return reply->error(PST_ERR_UNSUPPORTED, "no such method");
+    auto message = transport::parse_request(*r);
+    if (message.domain.empty() || message.rcpts.empty()) return reply->error(PST_ERR_INVALID, "no domain or recipients");
+    auto deadline = std::chrono::milliseconds(r->number("deadline_ms").value_or(300'000));
+    std::make_shared<Delivery>(ctx_, std::move(message), reply, deadline)->start();
+  }
+
+ private:
+  // DANE trusts the resolver's AD bit; a resolver that does not validate
+  // sets none, and DANE would silently never apply. Said loudly at start
+  // (and DANE stays off), rather than deferring all mail.
+  void check_resolver() {
+    if (!settings_.dane) return;
+    auto ctx = ctx_;
+    DnsClient(host(), nullptr).query(settings_.dane_check_name, "TXT", [ctx](Result<DnsAnswer> r) {
+      bool ok = r && r->authenticated;
+      ctx->dane_usable = ok;
+      if (ok) ctx->host.info("outbound.dane_ready", {{"resolver", "validating"}});
+      else
+        ctx->host.error("outbound.dane_unavailable",
+                        {{"reason", "the resolver did not authenticate " + ctx->settings.dane_check_name +
+                                        " (no AD bit): DANE is off; point [dns] servers at a validating resolver"}});
+    });
+  }
+
+  // `postern tlsrpt report [--date DAY] [--domain D]`: one JSON report
+  // per line, per policy domain with sessions that day.
+  void report(std::string_view method, const Record& r, const ReplyPtr& reply) {
+    if (method != "tlsrpt.report") return reply->error(PST_ERR_UNSUPPORTED, "tlsrpt: report [--date D] [--domain D]");
+    std::string day(r.get_or("date", ""));
+    if (day.empty()) day = TlsReport::today();
+    std::string domain(r.get_or("domain", ""));
+    std::string out;
+    for (const auto& d : domain.empty() ? ctx_->reports.domains(day) : std::vector<std::string>{domain}) {
+      std::string json = ctx_->reports.report(day, d, settings_.helo);
+      if (!json.empty()) out += json + "\n";
+    }
+    if (out.empty()) return reply->error(PST_ERR_NOT_FOUND, "no TLS sessions recorded for that day and domain");
+    reply->ok(out);
+  }
+
+  Settings settings_;
+  std::shared_ptr<Context> ctx_;
+};
+
+}  // namespace
+}  // namespace postern::outbound
+
+POSTERN_PLUGIN(postern::outbound::Plugin, "outbound", "1.0.0")

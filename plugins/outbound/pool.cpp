@@ -1,0 +1,86 @@
+#include "pool.hpp"
+
+#include <algorithm>
+
+namespace postern::outbound {
+
+void Pool::put(const std::string& key, Client* client, std::chrono::milliseconds idle, size_t max_messages) {
+  if (!client->idle() || client->transactions() >= max_messages) return client->quit();
+  // Set here, on the client's thread, and never cleared: forget() of a
+  // client no longer pooled finds nothing.
+  client->on_gone = [this, client] { forget(client); };
+  std::lock_guard lock(mutex_);
+  // The idle timeout ends it (Client::on_timeout, then the host closes).
+  client->conn().set_timeout(idle);
+  idle_[key].push_back(client);
+}
+
+void Pool::forget(Client* client) {
+  std::lock_guard lock(mutex_);
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    auto& v = it->second;
+    if (auto pos = std::find(v.begin(), v.end(), client); pos != v.end()) {
+      v.erase(pos);
+      if (v.empty()) idle_.erase(it);
+      return;
+    }
+  }
+}
+
+bool Pool::take(const std::string& key, std::function<void(Client*)> use) {
+  std::lock_guard lock(mutex_);
+  auto it = idle_.find(key);
+  while (it != idle_.end() && !it->second.empty()) {
+    Client* client = it->second.back();
+    it->second.pop_back();
+    if (client->conn().post(host_.ctx(), [client, use](bool open) { use(open ? client : nullptr); })) {
+      if (it->second.empty()) idle_.erase(it);
+      return true;
+    }
+  }
+  if (it != idle_.end() && it->second.empty()) idle_.erase(it);
+  return false;
+}
+
+void Pool::close_all() {
+  std::lock_guard lock(mutex_);
+  for (auto& [key, clients] : idle_)
+    for (Client* c : clients) {
+      c->conn().post(host_.ctx(), [c](bool open) {
+        if (open) c->quit();
+      });
+    }
+  idle_.clear();
+}
+
+void Pool::enter(const std::string& key, size_t limit, std::function<void()> start) {
+  {
+    std::lock_guard lock(mutex_);
+    auto& [count, waiting] = active_[key];
+    if (count >= limit) {
+      waiting.push_back(std::move(start));
+      return;
+    }
+    ++count;
+  }
+  start();
+}
+
+void Pool::leave(const std::string& key) {
+  std::function<void()> next;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = active_.find(key);
+    if (it == active_.end()) return;
+    auto& [count, waiting] = it->second;
+    if (!waiting.empty()) {
+      next = std::move(waiting.front());
+      waiting.pop_front();
+    } else if (--count == 0) {
+      active_.erase(it);
+    }
+  }
+  if (next) next();
+}
+
+}  // namespace postern::outbound
