@@ -64,6 +64,8 @@ void usage() {
                "  tlsrpt report [--date DAY] [--domain D]\n"
                "                                the RFC 8460 TLS report (JSON) of outbound sessions per\n"
                "                                policy domain; DAY is YYYY-MM-DD (UTC), today by default\n"
+               "  tlsrpt send [--date DAY]      mail that day's reports to each domain's rua address now\n"
+               "                                (yesterday's go by themselves once a day)\n"
                "  ban list                      addresses and networks the guard refuses, and until when\n"
                "  ban add NETWORK [--for 1d] [--reason TEXT] | ban remove NETWORK\n"
                "  queue list                    queued messages, their recipients and states\n"
@@ -258,6 +260,11 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
       else return {"", "unknown option " + w[i]};
     }
     return build("tlsrpt.report", kv);
+  }
+  if (group == "tlsrpt" && verb == "send" && (n == 2 || n == 4)) {
+    if (n == 4 && w[2] != "--date") return {"", "unknown option " + w[2]};
+    return build("tlsrpt.send", n == 4 ? std::vector<std::pair<std::string, std::string>>{{"date", w[3]}}
+                                       : std::vector<std::pair<std::string, std::string>>{});
   }
   if (group == "ban" && verb == "list" && n == 2) return build("ban.list", {});
   if (group == "ban" && verb == "remove" && n == 3) return build("ban.remove", {{"network", w[2]}});

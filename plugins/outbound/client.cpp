@@ -190,13 +190,15 @@ void Client::send(Envelope envelope, SentFn sent) {
   next_rcpt_ = 0;
   mail_refused_ = false;
   const std::string& data = *envelope_.data;
-  bool needs_utf8 = non_ascii(envelope_.sender);
+  // RFC 6531 §3.2: a message that needs SMTPUTF8 (an address, or a header
+  // of one submitted with SMTPUTF8) goes only to a server that offers it;
+  // we do not downgrade. One that was submitted with it but needs nothing
+  // goes without (as Postfix does).
+  bool needs_utf8 = non_ascii(envelope_.sender) || (envelope_.smtputf8 && non_ascii(header_of(data)));
   for (const auto& r : envelope_.rcpts) needs_utf8 = needs_utf8 || non_ascii(r.address);
-  // RFC 6531 §3.2: an address that needs SMTPUTF8 goes only to a server
-  // that offers it; there is no downgrade for an address.
   if (needs_utf8 && !caps_.smtputf8) {
     for (auto& o : outcomes_)
-      o = {"failed", "5.6.7", "the destination does not support SMTPUTF8 (RFC 6531) for this address"};
+      o = {"failed", "5.6.7", "the destination does not support SMTPUTF8 (RFC 6531), which this message needs"};
     return report();
   }
   if (caps_.max_size && data.size() > caps_.max_size) {

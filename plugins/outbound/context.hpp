@@ -16,7 +16,8 @@ namespace postern::outbound {
 
 struct Context {
   Context(sdk::Host h, Settings s, std::string data_dir)
-      : host(h), settings(std::move(s)), pool(h), sts(h, settings), reports(std::move(data_dir)) {}
+      : host(h), settings(std::move(s)), pool(h, settings.max_per_destination, settings.rate_per_destination),
+        sts(h, settings), reports(std::move(data_dir)) {}
 
   sdk::Host host;
   const Settings settings;

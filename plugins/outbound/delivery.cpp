@@ -8,6 +8,8 @@
 namespace postern::outbound {
 namespace {
 
+constexpr size_t kMaxHops = 100;  // RFC 5321 §6.3: "at least 100"
+
 bool numeric(const std::string& host) {
   boost::system::error_code ec;
   boost::asio::ip::make_address(host, ec);
@@ -60,12 +62,15 @@ std::string Delivery::pool_key() const {
 }
 
 void Delivery::start() {
+  // RFC 5321 §6.3: a message that passed this many hosts is looping.
+  if (received_count(*data_) >= kMaxHops)
+    return all("failed", "5.4.6", "mail loop: the message has passed " + std::to_string(kMaxHops) + " or more hosts");
   auto self = shared_from_this();
   auto timer = ctx_->host.start_timer(nullptr, deadline_, [self](bool fired) {
     if (fired) self->respond();
   });
   if (timer) timer_ = *timer;
-  ctx_->pool.enter(pool_key(), ctx_->settings.max_per_destination, [self] {
+  ctx_->pool.enter(pool_key(), [self] {
     {
       std::lock_guard lock(self->mutex_);
       self->entered_ = !self->responded_;

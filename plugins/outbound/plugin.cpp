@@ -8,6 +8,7 @@
 // `postern tlsrpt report` prints a day's reports ("admin.tlsrpt").
 #include "context.hpp"
 #include "delivery.hpp"
+#include "report_mail.hpp"
 
 #include <postern/dns.hpp>
 #include <postern/sdk.hpp>
@@ -29,10 +30,13 @@ class Plugin : public sdk::Plugin {
   bool start(std::string&) override {
     ctx_ = std::make_shared<Context>(host(), settings_, host().data_dir());
     check_resolver();
+    daily();
     return true;
   }
 
   void stop() override {
+    stopped_ = true;
+    if (timer_) host().cancel_timer(*timer_);
     if (ctx_) ctx_->pool.close_all();
   }
 
@@ -40,6 +44,7 @@ class Plugin : public sdk::Plugin {
                    ReplyPtr reply) override {
     auto r = Record::parse(request);
     if (!r) return reply->error(PST_ERR_INVALID, "malformed request");
+    if (service == "admin.tlsrpt" && method == "tlsrpt.send") return send_reports(*r, reply);
     if (service == "admin.tlsrpt") return report(method, *r, reply);
     if (service != "transport" || method != "deliver") return reply->error(PST_ERR_UNSUPPORTED, "no such method");
     auto message = transport::parse_request(*r);
@@ -66,6 +71,37 @@ class Plugin : public sdk::Plugin {
     });
   }
 
+  // Hourly: yesterday's reports mailed once (a marker remembers), and logs
+  // older than two months dropped.
+  void daily() {
+    if (stopped_) return;
+    ctx_->reports.prune(62);
+    std::string day = TlsReport::yesterday();
+    if (settings_.tlsrpt_send && !ctx_->reports.mailed(day) && !ctx_->reports.domains(day).empty()) {
+      auto ctx = ctx_;
+      mail_reports(ctx, day, [ctx, day](std::string summary) {
+        ctx->reports.mark_mailed(day);
+        ctx->host.info("tlsrpt.mailed", {{"day", day}, {"summary", summary}});
+      });
+    }
+    timer_ = host().start_timer(nullptr, std::chrono::hours(1), [this](bool fired) {
+      if (fired) daily();
+    });
+  }
+
+  // `postern tlsrpt send [--date DAY]`: mails that day's reports now.
+  void send_reports(const Record& r, const ReplyPtr& reply) {
+    std::string day(r.get_or("date", ""));
+    if (day.empty()) day = TlsReport::today();
+    if (ctx_->reports.domains(day).empty())
+      return reply->error(PST_ERR_NOT_FOUND, "no TLS sessions recorded on " + day);
+    auto ctx = ctx_;
+    mail_reports(ctx, day, [ctx, day, reply](std::string summary) {
+      ctx->reports.mark_mailed(day);
+      reply->ok(summary);
+    });
+  }
+
   // `postern tlsrpt report [--date DAY] [--domain D]`: one JSON report
   // per line, per policy domain with sessions that day.
   void report(std::string_view method, const Record& r, const ReplyPtr& reply) {
@@ -84,6 +120,8 @@ class Plugin : public sdk::Plugin {
 
   Settings settings_;
   std::shared_ptr<Context> ctx_;
+  std::optional<uint64_t> timer_;
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace

@@ -53,17 +53,33 @@ void Pool::close_all() {
   idle_.clear();
 }
 
-void Pool::enter(const std::string& key, size_t limit, std::function<void()> start) {
+void Pool::enter(const std::string& key, std::function<void()> start) {
+  using Clock = std::chrono::steady_clock;
+  std::chrono::milliseconds wait{0};
   {
     std::lock_guard lock(mutex_);
-    auto& [count, waiting] = active_[key];
-    if (count >= limit) {
-      waiting.push_back(std::move(start));
+    Destination& d = active_[key];
+    auto now = Clock::now();
+    while (!d.started.empty() && now - d.started.front() >= std::chrono::minutes(1)) d.started.pop_front();
+    if (d.active >= limit_) {
+      d.waiting.push_back(std::move(start));
       return;
     }
-    ++count;
+    if (rate_ && d.started.size() >= rate_) {
+      wait = std::chrono::duration_cast<std::chrono::milliseconds>(d.started.front() + std::chrono::minutes(1) - now) +
+             std::chrono::milliseconds(1);
+    } else {
+      ++d.active;
+      d.started.push_back(now);
+    }
   }
-  start();
+  if (wait.count() == 0) return start();
+  // Over the rate: asked again when the oldest start leaves the minute. A
+  // cancelled timer (the generation retiring) drops start, whose delivery
+  // then answers "pending" by its own deadline or on destruction.
+  host_.start_timer(nullptr, wait, [this, key, start = std::move(start)](bool fired) {
+    if (fired) enter(key, start);
+  });
 }
 
 void Pool::leave(const std::string& key) {
@@ -72,15 +88,16 @@ void Pool::leave(const std::string& key) {
     std::lock_guard lock(mutex_);
     auto it = active_.find(key);
     if (it == active_.end()) return;
-    auto& [count, waiting] = it->second;
-    if (!waiting.empty()) {
-      next = std::move(waiting.front());
-      waiting.pop_front();
-    } else if (--count == 0) {
+    Destination& d = it->second;
+    --d.active;
+    if (!d.waiting.empty()) {
+      next = std::move(d.waiting.front());
+      d.waiting.pop_front();
+    } else if (d.active == 0 && d.started.empty()) {
       active_.erase(it);
     }
   }
-  if (next) next();
+  if (next) enter(key, std::move(next));
 }
 
 }  // namespace postern::outbound

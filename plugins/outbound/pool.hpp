@@ -9,6 +9,7 @@
 
 #include <postern/sdk_host.hpp>
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
@@ -20,7 +21,9 @@ namespace postern::outbound {
 
 class Pool {
  public:
-  explicit Pool(sdk::Host host) : host_(host) {}
+  // limit: deliveries at once per destination; rate: deliveries started
+  // per minute per destination (0 = any).
+  Pool(sdk::Host host, size_t limit, size_t rate) : host_(host), limit_(limit), rate_(rate) {}
 
   // Puts an idle client in the pool for key (or closes it when full);
   // call on the client's thread.
@@ -32,9 +35,10 @@ class Pool {
   // Closes every pooled connection (the generation stops).
   void close_all();
 
-  // At most limit deliveries per destination at once: start runs now or
-  // when one finishes (then on the finishing thread).
-  void enter(const std::string& key, size_t limit, std::function<void()> start);
+  // At most limit deliveries per destination at once, and rate a minute:
+  // start runs now, when one finishes (on the finishing thread), or when
+  // the minute allows (on a loop thread).
+  void enter(const std::string& key, std::function<void()> start);
   void leave(const std::string& key);
 
  private:
@@ -43,7 +47,13 @@ class Pool {
   sdk::Host host_;
   std::mutex mutex_;
   std::map<std::string, std::vector<Client*>> idle_;
-  std::map<std::string, std::pair<size_t, std::deque<std::function<void()>>>> active_;
+  struct Destination {
+    size_t active = 0;
+    std::deque<std::function<void()>> waiting;
+    std::deque<std::chrono::steady_clock::time_point> started;  // within the last minute
+  };
+  size_t limit_, rate_;
+  std::map<std::string, Destination> active_;
 };
 
 }  // namespace postern::outbound

@@ -1,5 +1,6 @@
 #include "reply.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace postern::outbound {
@@ -131,6 +132,20 @@ std::string wire_form(std::string_view m, bool stuff) {
   if (!line_start) out += "\r\n";
   if (stuff) out += ".\r\n";
   return out;
+}
+
+std::string_view header_of(std::string_view m) {
+  if (m.starts_with("\r\n") || m.starts_with("\n")) return {};
+  size_t crlf = m.find("\r\n\r\n"), lf = m.find("\n\n");
+  if (crlf == std::string_view::npos && lf == std::string_view::npos) return m;
+  return crlf < lf ? m.substr(0, crlf + 2) : m.substr(0, lf + 1);
+}
+
+size_t received_count(std::string_view message) {
+  std::string_view h = header_of(message);
+  size_t n = h.starts_with("Received:") ? 1 : 0;
+  for (size_t at = 0; (at = h.find("\nReceived:", at)) != std::string_view::npos; ++at) ++n;
+  return n;
 }
 
 bool non_ascii(std::string_view s) {

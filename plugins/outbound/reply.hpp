@@ -55,4 +55,10 @@ std::string wire_form(std::string_view message, bool stuff);
 // Whether a string needs SMTPUTF8 (any byte ≥ 0x80).
 bool non_ascii(std::string_view s);
 
+// The header section of a message (up to its empty line).
+std::string_view header_of(std::string_view message);
+
+// Received fields in the header: RFC 5321 §6.3's loop detection counts them.
+size_t received_count(std::string_view message);
+
 }  // namespace postern::outbound

@@ -51,8 +51,8 @@ std::optional<Relay> read_relay(sdk::Config c) {
 
 bool read_settings(sdk::Config cfg, Settings& s) {
   cfg.allow_keys({"helo", "port", "connect_timeout", "command_timeout", "max_addresses", "max_per_destination",
-                  "reuse_idle", "reuse_max", "ipv6", "local_names", "dane", "dane_check_name", "mta_sts",
-                  "mta_sts_port", "ca_file", "relay", "routes"});
+                  "rate_per_destination", "reuse_idle", "reuse_max", "ipv6", "local_names", "dane", "dane_check_name", "mta_sts",
+                  "mta_sts_port", "ca_file", "tlsrpt_send", "tlsrpt_from", "relay", "routes"});
   s.helo = cfg.string("helo", "");
   if (s.helo.empty()) {
     char name[256] = "localhost";
@@ -64,6 +64,7 @@ bool read_settings(sdk::Config cfg, Settings& s) {
   s.command_timeout = cfg.duration("command_timeout", s.command_timeout);
   s.max_addresses = static_cast<size_t>(cfg.integer("max_addresses", 5, 1, 32));
   s.max_per_destination = static_cast<size_t>(cfg.integer("max_per_destination", 10, 1, 1000));
+  s.rate_per_destination = static_cast<size_t>(cfg.integer("rate_per_destination", 0, 0, 1'000'000));
   s.reuse_idle = cfg.duration("reuse_idle", s.reuse_idle);
   s.reuse_max = static_cast<size_t>(cfg.integer("reuse_max", 100, 1, 100000));
   s.ipv6 = cfg.boolean("ipv6", true);
@@ -73,6 +74,8 @@ bool read_settings(sdk::Config cfg, Settings& s) {
   s.mta_sts = cfg.boolean("mta_sts", true);
   s.mta_sts_port = static_cast<uint16_t>(cfg.integer("mta_sts_port", 443, 1, 65535));
   s.ca_file = cfg.string("ca_file", "");
+  s.tlsrpt_send = cfg.boolean("tlsrpt_send", true);
+  s.tlsrpt_from = cfg.string("tlsrpt_from", "postmaster@" + s.helo);
   if (cfg["relay"].present()) s.relay = read_relay(cfg["relay"]);
   sdk::Config routes = cfg["routes"];
   if (routes.present() && routes.type() != PST_CONFIG_TABLE) routes.error("a table of domain = { host = ... }");

@@ -27,6 +27,7 @@ struct Settings {
   std::chrono::milliseconds connect_timeout{30'000}, command_timeout{300'000};
   size_t max_addresses = 5;         // addresses tried per message and domain
   size_t max_per_destination = 10;  // connections open at once per domain
+  size_t rate_per_destination = 0;  // deliveries started per minute per domain; 0 = any
   std::chrono::milliseconds reuse_idle{5'000};  // an idle connection kept this long for the next message
   size_t reuse_max = 100;           // messages per connection
   bool ipv6 = true;
@@ -36,6 +37,8 @@ struct Settings {
   bool mta_sts = true;
   uint16_t mta_sts_port = 443;      // tests change it
   std::string ca_file;              // PKIX trust anchors (MTA-STS, smart hosts); empty = the system's
+  bool tlsrpt_send = true;          // mail yesterday's TLS-RPT reports each day
+  std::string tlsrpt_from;          // their sender; default postmaster@<helo>
   std::optional<Relay> relay;
   std::map<std::string, Relay> routes;  // by lower-case domain
 

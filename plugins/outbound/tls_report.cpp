@@ -1,5 +1,6 @@
 #include "tls_report.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,13 +37,41 @@ std::string json(const std::string& s) {
 
 }  // namespace
 
-std::string TlsReport::today() {
-  std::time_t now = std::time(nullptr);
+std::string TlsReport::day_of(std::time_t t) {
   std::tm tm{};
-  gmtime_r(&now, &tm);
+  gmtime_r(&t, &tm);
   char buf[16];
   std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
   return buf;
+}
+
+std::string TlsReport::today() { return day_of(std::time(nullptr)); }
+std::string TlsReport::yesterday() { return day_of(std::time(nullptr) - 86400); }
+
+bool TlsReport::mailed(const std::string& day) const {
+  struct stat st;
+  return !dir_.empty() && ::stat((dir_ + "/" + day + ".mailed").c_str(), &st) == 0;
+}
+
+void TlsReport::mark_mailed(const std::string& day) {
+  if (dir_.empty() || day.size() != 10 || day.find('/') != std::string::npos) return;
+  std::lock_guard lock(mutex_);
+  int fd = ::open((dir_ + "/" + day + ".mailed").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+}
+
+void TlsReport::prune(int days) {
+  if (dir_.empty()) return;
+  std::string oldest = day_of(std::time(nullptr) - static_cast<std::time_t>(days) * 86400);
+  std::lock_guard lock(mutex_);
+  DIR* d = ::opendir(dir_.c_str());
+  if (!d) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    // "2026-11-28.log", "2026-11-28.mailed": the day sorts as text.
+    if (name.size() > 10 && name[4] == '-' && name.substr(0, 10) < oldest) ::unlink((dir_ + "/" + name).c_str());
+  }
+  ::closedir(d);
 }
 
 void TlsReport::append(const std::string& line) {

@@ -4,6 +4,7 @@
 // from it (`postern tlsrpt report`).
 #pragma once
 
+#include <ctime>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -26,10 +27,17 @@ class TlsReport {
   std::vector<std::string> domains(const std::string& day) const;
 
   static std::string today();
+  static std::string yesterday();
+  // Whether a day's reports were mailed (a marker file), and marking it.
+  bool mailed(const std::string& day) const;
+  void mark_mailed(const std::string& day);
+  // Drops logs and markers older than days.
+  void prune(int days);
 
  private:
   void append(const std::string& line);
   std::vector<std::vector<std::string>> read(const std::string& day) const;
+  static std::string day_of(std::time_t t);
 
   std::string dir_;
   mutable std::mutex mutex_;

@@ -395,7 +395,8 @@ class MtaSts(Base):
                 "testing IN MX 10 mx.testing\nmx.testing IN A 127.0.0.3\n"
                 "_mta-sts.testing IN TXT \"v=STSv1; id=1\"\nmta-sts.testing IN A 127.0.0.5\n"
                 "remote IN MX 10 mx.remote\nmx.remote IN A 127.0.0.3\n"
-                "_mta-sts.remote IN TXT \"v=STSv1; id=7\"\nmta-sts.remote IN A 127.0.0.5\n")
+                "_mta-sts.remote IN TXT \"v=STSv1; id=7\"\nmta-sts.remote IN A 127.0.0.5\n"
+                "_smtp._tls.remote IN TXT \"v=TLSRPTv1; rua=mailto:reports@remote.test,https://ignored.example/\"\n")
         self.start_sender(zone, extra='mta_sts_port = %d\nca_file = "@DIR@/ca.pem"\n' % https_port, mta_sts=True)
         cert, key = self.pki.issue("policy", ["mta-sts.enforced.test", "mta-sts.testing.test", "mta-sts.remote.test"])
         policy = "version: STSv1\nmode: %s\nmx: %s\nmax_age: 86400\n"
@@ -431,6 +432,20 @@ class MtaSts(Base):
         self.daemon.wait_for("delivery.relayed", to="carol@enforced.test")
         ok = self.daemon.admin("tlsrpt", "report", "--domain", "remote.test")
         self.assertIn('"total-successful-session-count":1,"total-failure-session-count":0', ok)
+        # The reports go by mail to the rua address a domain publishes (RFC 8460 §3).
+        receiver.admin("alias", "add", "reports@remote.test", "bob@remote.test")
+        sent = self.daemon.admin("tlsrpt", "send")
+        self.assertIn("remote.test: queued for reports@remote.test\n", sent)
+        self.assertIn("enforced.test: no TLSRPT record with a mailto: address\n", sent)
+        probe = Probe(receiver.port("probe"))
+        self.addCleanup(probe.close)
+        deadline = time.time() + 20
+        while not (reports := [m for m in probe.mailbox("bob@remote.test") if b'report-type="tlsrpt"' in m]):
+            self.assertLess(time.time(), deadline, "no TLS report arrived")
+            time.sleep(0.2)
+        self.assertIn(b"TLS-Report-Domain: remote.test\r\n", reports[0])
+        self.assertIn(b"Content-Type: application/tlsrpt+json", reports[0])
+        self.assertIn(b'"policy-domain":"remote.test"', reports[0])
 
 
 if __name__ == "__main__":

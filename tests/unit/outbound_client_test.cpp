@@ -1,7 +1,9 @@
 // The outbound SMTP client, sans-I/O: server replies in, commands out,
 // through a fake host table that records what the client writes.
 #include "client.hpp"
+#include "pool.hpp"
 #include "reply.hpp"
+#include "report_mail.hpp"
 #include "tls_report.hpp"
 
 #include "test_support.hpp"
@@ -70,8 +72,10 @@ struct Harness {
   ~Harness() { delete client; }
   std::string take() { return std::exchange(w.out, {}); }
   void server(std::string_view lines) { client->on_data(lines); }
-  void send(std::vector<std::string> rcpts, std::string data = "Subject: x\r\n\r\n.dot\r\nend") {
+  void send(std::vector<std::string> rcpts, std::string data = "Subject: x\r\n\r\n.dot\r\nend",
+            bool smtputf8 = false) {
     Envelope e;
+    e.smtputf8 = smtputf8;
     e.sender = "alice@example.test";
     for (auto& r : rcpts) e.rcpts.push_back({r, "", ""});
     e.data = std::make_shared<const std::string>(std::move(data));
@@ -213,13 +217,23 @@ TEST_CASE("outbound client: STARTTLS when offered - required TLS and verificatio
 
 TEST_CASE("outbound client: SMTPUTF8 addresses need the server's SMTPUTF8 - SIZE over the limit fails early") {
   Harness h;
-  h.server("220 hi\r\n250-hi\r\n250 SIZE 10\r\n");
+  h.server("220 hi\r\n250-hi\r\n250 SIZE 50\r\n");
   h.take();
   h.send({"jörg@r.test"});
   CHECK(h.outcomes[0].status == "5.6.7");
   h.send({"a@r.test"}, std::string(100, 'x'));
   CHECK(h.outcomes[0].status == "5.3.4");
+  h.send({"a@r.test"}, "Subject: Grüße\r\n\r\nx", true);  // submitted with SMTPUTF8, and needs it
+  CHECK(h.outcomes[0].status == "5.6.7");
   CHECK(h.take().empty());
+  h.send({"a@r.test"}, "S: x\r\n\r\nGrüße", true);  // submitted with it, needs nothing: goes without
+  CHECK(h.take() == "MAIL FROM:<alice@example.test> SIZE=15\r\n");
+}
+
+TEST_CASE("outbound loop detection counts Received fields of the header only") {
+  CHECK(received_count("Received: a\r\nReceived: b\r\nSubject: x\r\n\r\nReceived: body\r\n") == 2);
+  CHECK(received_count("Subject: x\n\nReceived: no\n") == 0);
+  CHECK(header_of("A: b\r\n\r\nbody") == "A: b\r\n");
 }
 
 TEST_CASE("TLS-RPT report: RFC 8460 fields and counts per policy") {
@@ -239,4 +253,47 @@ TEST_CASE("TLS-RPT report: RFC 8460 fields and counts per policy") {
   CHECK(json.find("\"result-type\":\"certificate-host-mismatch\"") != std::string::npos);
   CHECK(json.find("\"receiving-ip\":\"192.0.2.2\"") != std::string::npos);
   CHECK(r.report(day, "nobody.test", "x").empty());
+}
+
+namespace {
+uint64_t asked_delay = 0;
+pst_status fake_timer(pst_host_ctx*, pst_conn*, uint64_t delay, pst_timer_fn fn, void* user, uint64_t* id) {
+  asked_delay = delay;
+  fn(user, PST_ERR_CANCELLED);  // the test only looks at the delay asked for
+  *id = 1;
+  return PST_OK;
+}
+}  // namespace
+
+TEST_CASE("outbound pool: connections per destination and starts per minute") {
+  pst_host_v1 api = fake_api();
+  api.timer_start = fake_timer;
+  Pool pool(sdk::Host(&api, nullptr), 2, 3);
+  int started = 0;
+  auto start = [&] { ++started; };
+  pool.enter("a.test", start);
+  pool.enter("a.test", start);
+  pool.enter("a.test", start);  // over the cap of 2: waits for a leave
+  pool.enter("b.test", start);  // another destination is not held up
+  CHECK(started == 3);
+  pool.leave("a.test");
+  CHECK(started == 4);  // the waiting one, third start of a.test this minute
+  pool.leave("a.test");
+  asked_delay = 0;
+  pool.enter("a.test", start);  // a fourth start within the minute: later
+  CHECK(started == 4);
+  CHECK(asked_delay > 59'000);
+  CHECK(asked_delay <= 60'001);
+}
+
+TEST_CASE("TLS-RPT mail: rua mailto addresses and the report message") {
+  CHECK(rua_addresses("v=TLSRPTv1; rua=mailto:a@example.org, https://r.example/x ,mailto:b@example.net") ==
+        std::vector<std::string>{"a@example.org", "b@example.net"});
+  CHECK(rua_addresses("v=spf1 -all").empty());
+  CHECK(rua_addresses("v=TLSRPTv1; rua=mailto:<evil>@x").empty());
+  std::string m = report_message("postmaster@mx.example.test", "a@example.org", "example.org", "mx.example.test",
+                                 "2026-11-28", "{}");
+  CHECK(m.find("Subject: Report Domain: example.org Submitter: mx.example.test Report-ID: <2026-11-28T00:00:00Z_example.org>\r\n") != std::string::npos);
+  CHECK(m.find("Content-Type: multipart/report; report-type=\"tlsrpt\";") != std::string::npos);
+  CHECK(m.find("TLS-Report-Domain: example.org\r\nTLS-Report-Submitter: mx.example.test\r\n") != std::string::npos);
 }
