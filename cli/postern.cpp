@@ -61,6 +61,9 @@ void usage() {
                "  dmarc report --domain D --since DAY --until DAY\n"
                "                                the RFC 7489 aggregate report (XML) for mail from D; DAY is\n"
                "                                YYYY-MM-DD (UTC midnight) or unix seconds; until is exclusive\n"
+               "  relay password HOST USER      store (sealed) the smart host's AUTH credentials; the password\n"
+               "                                is read from the terminal or stdin\n"
+               "  relay list | remove HOST\n"
                "  tlsrpt report [--date DAY] [--domain D]\n"
                "                                the RFC 8460 TLS report (JSON) of outbound sessions per\n"
                "                                policy domain; DAY is YYYY-MM-DD (UTC), today by default\n"
@@ -197,6 +200,14 @@ Request admin_request(const std::vector<std::string>& w, const std::string& mail
     return build(verb == "add" ? "account.add" : "account.passwd", {{"address", w[2]}, {"password", *password}});
   }
   if (group == "user" && verb == "remove" && n == 3) return build("account.remove", {{"address", w[2]}});
+  if (group == "relay" && verb == "password" && n == 4) {
+    auto password = read_password();
+    if (!password) return {"", "no password given"};
+    if (password->size() > 1024) return {"", "the password is longer than 1024 bytes"};
+    return build("relay.set", {{"host", w[2]}, {"username", w[3]}, {"password", *password}});
+  }
+  if (group == "relay" && verb == "list" && n == 2) return build("relay.list", {});
+  if (group == "relay" && verb == "remove" && n == 3) return build("relay.remove", {{"host", w[2]}});
   if (group == "user" && verb == "list" && n <= 3) {
     std::vector<std::pair<std::string, std::string>> kv;
     if (n == 3) kv.emplace_back("domain", w[2]);

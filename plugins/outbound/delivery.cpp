@@ -2,6 +2,7 @@
 
 #include <postern/mx.hpp>
 #include <postern/network.hpp>
+#include <postern/store.hpp>
 
 #include <boost/asio/ip/address.hpp>
 
@@ -110,7 +111,27 @@ void Delivery::route() {
   t.relay = relay;
   t.policy = "no-policy-found";
   if (!apply_message_policy(t)) return respond();
+  if (relay->auth) return with_credentials(std::move(t));
   resolve(std::move(t), {"AAAA", "A"});
+}
+
+// The smart host's credentials, from the store each time (a new password
+// set with `postern relay password` applies to the next message).
+void Delivery::with_credentials(Target t) {
+  auto self = shared_from_this();
+  std::string host = t.name;
+  sdk::StoreClient(ctx_->host, nullptr)
+      .raw("store", "relay.credentials", sdk::Record().add("host", host),
+           [self, t = std::move(t)](sdk::Result<sdk::Record> r) mutable {
+             if (!r) {
+               self->last_error_ = "no credentials for the smart host " + t.name + ": " + r.error().message;
+               self->last_status_ = "4.7.0";
+               return self->respond();
+             }
+             t.username = std::string(r->get_or("username", ""));
+             t.password = std::string(r->get_or("password", ""));
+             self->resolve(std::move(t), {"AAAA", "A"});
+           });
 }
 
 void Delivery::lookup_mx() {
@@ -281,10 +302,8 @@ void Delivery::try_addresses(Target t, size_t index) {
   setup.tls_required = t.tls_required;
   setup.verify_required = t.verify_required;
   setup.requiretls = message_.requiretls;
-  if (t.relay) {
-    setup.username = t.relay->username;
-    setup.password = t.relay->password;
-  }
+  setup.username = t.username;
+  setup.password = t.password;
   auto self = shared_from_this();
   auto target = std::make_shared<Target>(std::move(t));
   bool made = sdk::connect(

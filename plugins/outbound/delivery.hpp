@@ -41,10 +41,12 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
     std::vector<std::string> tlsa;
     std::string policy;                // TLS-RPT: "tlsa", "sts", "no-policy-found"
     const Relay* relay = nullptr;
+    std::string username, password;  // AUTH at a smart host
   };
 
   void begin();
   void route();
+  void with_credentials(Target t);
   bool done();
   void apply_sts(Target& t) const;
   // What REQUIRETLS and "TLS-Required: No" change; false: skip the host.

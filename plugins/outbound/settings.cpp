@@ -1,7 +1,5 @@
 #include "settings.hpp"
 
-#include <fstream>
-#include <sstream>
 #include <unistd.h>
 
 namespace postern::outbound {
@@ -12,23 +10,8 @@ std::string lower(std::string s) {
   return s;
 }
 
-// The password of a smart host lives in a file of its own (readable by
-// posternd only), never in postern.toml, which operators share and paste.
-std::string read_secret(sdk::Config c, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    c.error("cannot read " + path);
-    return {};
-  }
-  std::string line;
-  std::getline(in, line);
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty()) c.error(path + " is empty");
-  return line;
-}
-
 std::optional<Relay> read_relay(sdk::Config c) {
-  c.allow_keys({"host", "port", "tls", "verify", "username", "password_file"});
+  c.allow_keys({"host", "port", "tls", "verify", "auth"});
   Relay r;
   r.host = lower(c.string("host", ""));
   if (r.host.empty()) c.error("needs host = \"smtp.example.net\"");
@@ -39,11 +22,10 @@ std::optional<Relay> read_relay(sdk::Config c) {
     c["tls"].error("\"starttls\" (required), \"implicit\" (port 465) or \"opportunistic\"");
   r.port = static_cast<uint16_t>(c.integer("port", r.implicit_tls ? 465 : 587, 1, 65535));
   r.verify = c.boolean("verify", true);
-  r.username = c.string("username", "");
-  std::string file = c.string("password_file", "");
-  if (!r.username.empty() && file.empty()) c.error("username needs password_file");
-  if (!file.empty()) r.password = read_secret(c["password_file"], file);
-  if (!r.username.empty() && !r.tls_required) c["tls"].error("credentials are only ever sent over TLS");
+  // The credentials live sealed in the store (`postern relay password`),
+  // never in postern.toml, which operators share and paste.
+  r.auth = c.boolean("auth", false);
+  if (r.auth && !r.tls_required) c["tls"].error("credentials are only ever sent over TLS");
   return r;
 }
 

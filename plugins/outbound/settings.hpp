@@ -18,7 +18,7 @@ struct Relay {
   bool implicit_tls = false;  // port 465 style; otherwise STARTTLS
   bool tls_required = true;
   bool verify = true;         // PKIX against host (and ca_file)
-  std::string username, password;
+  bool auth = false;          // AUTH with the credentials `postern relay password` sealed in the store
 };
 
 struct Settings {

@@ -15,7 +15,7 @@ namespace {
 constexpr std::string_view kNames[] = {"meta",          "domains",  "accounts", "account_index", "aliases",
                                        "account_keys",  "mailboxes", "mailbox_names", "messages", "blobs",
                                        "blob_refs",     "counters", "spool",    "spool_data",    "spool_due", "deliveries", "dkim_keys", "dmarc_results", "dmarc_index", "bans",
-                                       "quarantine", "quarantine_data", "changes"};
+                                       "quarantine", "quarantine_data", "changes", "relay_credentials"};
 static_assert(std::size(kNames) == kTableCount);
 
 void check(int rc, const char* what) {

@@ -54,6 +54,7 @@ enum class Table : unsigned {
   quarantine_data,  // the same key -> message bytes
   changes,        // account|mailbox|modseq -> uid: a mailbox's messages by last change, so that a
                   // session re-reads only what changed (ids and counters only: not sealed)
+  relay_credentials,  // H(host) -> {host, username, password} (smart hosts, for the outbound transport)
   count_
 };
 constexpr size_t kTableCount = static_cast<size_t>(Table::count_);

@@ -64,6 +64,7 @@ Record Store::verify(const Record&) {
   };
   walk_directory(Table::domains, [](const Record&) {});
   walk_directory(Table::dkim_keys, [](const Record&) {});
+  walk_directory(Table::relay_credentials, [](const Record&) {});
   walk_directory(Table::dmarc_results, [](const Record&) {});
   walk_directory(Table::bans, [](const Record&) {});
   walk_directory(Table::account_index, [&](const Record& r) {
@@ -198,6 +199,8 @@ Store::Handler Store::find(std::string_view method) {
       {"dkim.keygen", &Store::dkim_keygen},       {"dkim.list", &Store::dkim_list},
       {"dkim.remove", &Store::dkim_remove},       {"dkim.signing_keys", &Store::dkim_signing_keys},
       {"dmarc.record", &Store::dmarc_record},     {"dmarc.records", &Store::dmarc_records},
+      {"relay.set", &Store::relay_set},           {"relay.list", &Store::relay_list},
+      {"relay.remove", &Store::relay_remove},     {"relay.credentials", &Store::relay_credentials},
       {"quarantine.put", &Store::quarantine_put}, {"quarantine.list", &Store::quarantine_list},
       {"quarantine.get", &Store::quarantine_get}, {"quarantine.delete", &Store::quarantine_delete},
       {"ban.put", &Store::ban_put},               {"ban.list", &Store::ban_list},

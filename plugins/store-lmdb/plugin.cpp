@@ -438,7 +438,7 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
   auto handler = Store::find(method);
   // Private keys never leave through the control socket.
   if (!handler || method.starts_with("message.") || method.starts_with("auth.") || method == "deliver" ||
-      method.starts_with("dmarc.") || method == "dkim.signing_keys")
+      method.starts_with("dmarc.") || method == "dkim.signing_keys" || method == "relay.credentials")
     throw StoreError(PST_ERR_UNSUPPORTED, "unknown command " + method);
   if (method.starts_with("ban.")) throw StoreError(PST_ERR_UNSUPPORTED, "bans are the guard plugin's: enable [plugins.guard]");
   Record out;
@@ -498,6 +498,14 @@ std::string Plugin::admin(const std::string& method, const Record& req) {
     line("DKIM key " + std::string(out.get_or("selector", "")) + " (" + std::string(out.get_or("algorithm", "")) +
          ") for " + std::string(out.get_or("domain", "")) + "; publish this TXT record, then mail is signed with it:");
     line(zone_line(out));
+  } else if (method == "relay.list") {
+    for (auto raw : out.all("relay")) {
+      auto r = Record::parse(raw).value_or(Record());
+      line(std::string(r.get_or("host", "")) + "  " + std::string(r.get_or("username", "")));
+    }
+  } else if (method == "relay.set") {
+    line("stored the credentials of " + std::string(out.get_or("username", "")) + " for " +
+         std::string(out.get_or("host", "")));
   } else if (method == "dkim.list") {
     for (auto raw : out.all("key")) line(zone_line(Record::parse(raw).value_or(Record())));
   } else if (method == "store.verify") {

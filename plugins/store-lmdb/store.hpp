@@ -67,6 +67,12 @@ class Store {
   Record dkim_remove(const Record& r);        // domain selector
   Record dkim_signing_keys(const Record& r);  // domain -> key* with the private key (the signer only)
 
+  // --- smart host credentials (relay_credentials.cpp) ---
+  Record relay_set(const Record& r);          // host username password
+  Record relay_list(const Record& r);         // -> relay* (host username)
+  Record relay_remove(const Record& r);       // host
+  Record relay_credentials(const Record& r);  // host -> username password (the transport only)
+
   // --- DMARC results for aggregate reports (dmarc_results.cpp) ---
   Record dmarc_record(const Record& r);   // time policy_domain ... [expire_before] -> dropped
   Record dmarc_records(const Record& r);  // domain since until (ms) -> result*

@@ -7,6 +7,7 @@ report the sender gets, expiry, STARTTLS, connection reuse, and a smart
 host that wants AUTH over verified TLS."""
 import glob
 import os
+import re
 import shutil
 import smtplib
 import subprocess
@@ -296,18 +297,29 @@ ca_file = "@DIR@/ca.pem"
 host = "relay.test"
 port = %d
 tls = "starttls"
-username = "alice@example.test"
-password_file = "@DIR@/relay.password"
+auth = true
 """ % self.port
-        self.start_sender("relay IN A 127.0.0.3\n", extra, files=[("relay.password", PASSWORD + "\n")])
+        self.start_sender("relay IN A 127.0.0.3\n", extra)
+        # Without credentials in the store, mail waits (and says why).
+        self.submit(["bob@remote.test"], message("not yet"))
+        self.assertIn("no credentials for the smart host relay.test",
+                      self.daemon.wait_for("delivery.deferred")["reason"])
+        self.assertEqual(self.daemon.admin("relay", "password", "relay.test", "alice@example.test", stdin=PASSWORD + "\n"),
+                         "stored the credentials of alice@example.test for relay.test\n")
+        self.assertEqual(self.daemon.admin("relay", "list"), "relay.test  alice@example.test\n")
+        rc, out, err = self.daemon.ctl("relay", "credentials", "relay.test")  # never through the control socket
+        self.assertNotIn(PASSWORD, out + err)
+        with open(os.path.join(self.daemon.dir, "data", "store", "data.mdb"), "rb") as f:
+            self.assertNotIn(PASSWORD.encode(), f.read())  # sealed
         self.start_receiver(["relay.test"], protocol="submission", trusted=True)
         # No MX anywhere: everything goes through the smart host.
+        self.daemon.admin("queue", "retry")
         self.submit(["bob@remote.test"], message("via the relay"))
-        relayed = self.daemon.wait_for("delivery.relayed")
+        relayed = self.daemon.wait_for("delivery.relayed", count=2)
         self.assertEqual(relayed["mx"], "relay.test[127.0.0.3]")
         self.assertEqual(self.daemon.wait_for("tls.established", listener="outbound:outbound")["verified"], "pkix")
-        stored = self.received()
-        self.assertIn(b"Subject: via the relay", stored[0])
+        stored = self.received(count=2)
+        self.assertEqual(sorted(re.search(rb"Subject: (.*)\r\n", m).group(1) for m in stored), [b"not yet", b"via the relay"])
         self.assertIn(b"with ESMTPSA", stored[0])  # authenticated, over TLS
 
 
