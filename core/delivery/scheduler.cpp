@@ -245,8 +245,8 @@ void DeliveryScheduler::deliver_next(const std::shared_ptr<Job>& job) {
   });
 }
 
-void DeliveryScheduler::keep_lease(const std::shared_ptr<Job>& job, std::function<void()> next) {
-  if (Clock::now() - job->leased_at <= config_.lease / 2) return next();
+void DeliveryScheduler::keep_lease(const std::shared_ptr<Job>& job, std::function<void()> next, bool now) {
+  if (!now && Clock::now() - job->leased_at <= config_.lease / 2) return next();
   Record renew;
   renew.add("id", job->id).add("token", job->token).add("lease_ms", config_.lease.count());
   call("queue", "renew", renew, [this, job, next = std::move(next)](pst_status s, std::string_view reply) {
@@ -271,7 +271,10 @@ void DeliveryScheduler::deliver_remote(const std::shared_ptr<Job>& job) {
     }
   }
   if (job->next_domain == job->domains.size()) return finish(job);
-  if (Clock::now() - job->leased_at > config_.lease / 2) return keep_lease(job, [this, job] { deliver_remote(job); });
+  // Renewed before every call: the transport may take half the lease, and
+  // a lease that lapsed under it would let another run send the mail again.
+  if (Clock::now() - job->leased_at > std::chrono::seconds(1))
+    return keep_lease(job, [this, job] { deliver_remote(job); }, true);
   const std::string& domain = job->domains[job->next_domain];
   sdk::transport::Message m;
   m.id = job->id;

@@ -48,8 +48,8 @@ class DeliveryScheduler {
   void deliver_next(const std::shared_ptr<Job>& job);
   void deliver_remote(const std::shared_ptr<Job>& job);
   void transported(const std::shared_ptr<Job>& job, const std::string& domain, pst_status s, std::string_view reply);
-  // Renews the lease when half of it is gone, then runs next.
-  void keep_lease(const std::shared_ptr<Job>& job, std::function<void()> next);
+  // Renews the lease when half of it is gone (or now), then runs next.
+  void keep_lease(const std::shared_ptr<Job>& job, std::function<void()> next, bool now = false);
   void finish(const std::shared_ptr<Job>& job);
   void settle(const std::shared_ptr<Job>& job, const sdk::Record& dsn);
   void done(const std::shared_ptr<Job>& job);

@@ -172,6 +172,9 @@ void Connection::begin() {
 
 void Connection::open_session() {
   pst_conn_info_v1 i = info();
+  // open takes the outbound request's user from here on: failed must never
+  // follow it, even when open refuses (returns null).
+  if (outbound_) outbound_->failed = nullptr;
   void* session = binding_.table->open(instance(), this, &i);
   if (!session) {
     log_event(PST_LOG_WARNING, "conn.session_refused", "the protocol refused the session");
@@ -477,15 +480,13 @@ void Connection::finish() {
     binding_.table->on_close(session_);
     session_ = nullptr;
     if (binding_.generation) binding_.generation->sessions--;
-  } else if (outbound_ && outbound_->failed && !admitted_) {
+  } else if (outbound_ && outbound_->failed) {
     if (failure_.empty()) failure_ = "closed before the session opened";
     log_event(PST_LOG_INFO, "conn.connect_failed", failure_);
-    outbound_->failed(outbound_->user, PST_ERR_RETRYABLE, pst_str{failure_.data(), failure_.size()});
+    std::exchange(outbound_->failed, nullptr)(outbound_->user, PST_ERR_RETRYABLE,
+                                             pst_str{failure_.data(), failure_.size()});
   }
-  if (outbound_ && outbound_->failed) {
-    outbound_->failed = nullptr;  // the session ran, or failed did: never both
-    log_event(PST_LOG_INFO, "conn.close");
-  }
+  if (outbound_ && local_port_) log_event(PST_LOG_INFO, "conn.close");
   if (admitted_) {
     listener_->release(peer_addr_);
     if (release_) std::exchange(release_, nullptr)();
@@ -529,7 +530,11 @@ void Connection::request_shutdown() {
   asio::post(executor(), [self = shared_from_this()] {
     if (self->state_ != State::open) return;
     if (self->session_ && self->binding_.table->on_shutdown) self->binding_.table->on_shutdown(self->session_);
-    self->close();
+    // An outbound session may finish the message it is sending (a cut
+    // would leave its fate unknown, and the mail sent twice): it closes
+    // itself, or the grace ends it.
+    if (self->outbound_ && self->session_) self->arm_force_close(kCloseGrace);
+    else self->close();
   });
 }
 

@@ -2,13 +2,20 @@
 
 #include <postern/base64.hpp>
 
+#include <algorithm>
+
 namespace postern::outbound {
 namespace {
 
+// RFC 5321 §4.2.1: only 2yz is success for RCPT and the end of data; a
+// 3yz there is a protocol error, taken as temporary.
 RcptOutcome outcome_of(const Reply& r) {
-  if (r.positive()) return {"delivered", r.status("0.0"), r.line()};
+  if (r.code >= 200 && r.code < 300) return {"delivered", r.status("0.0"), r.line()};
+  if (r.code < 400) return {"pending", "4.5.0", "unexpected reply: " + r.line()};
   return {r.transient() ? "pending" : "failed", r.status("0.0"), r.line()};
 }
+
+constexpr size_t kWriteChunk = 256 * 1024;
 
 }  // namespace
 
@@ -105,7 +112,8 @@ void Client::on_reply(const Reply& r) {
     case State::data:
       if (r.code == 354) return send_message();
       for (auto& o : outcomes_)
-        if (o.state == "accepted") o = outcome_of(r);
+        if (o.state == "accepted")
+          o = r.code >= 400 ? outcome_of(r) : RcptOutcome{"pending", "4.5.0", "unexpected reply to DATA: " + r.line()};
       return finish_transaction(true);
     case State::message:
       for (auto& o : outcomes_)
@@ -241,13 +249,13 @@ void Client::on_transaction_reply(const Reply& r) {
   auto [kind, index] = expected_.front();
   expected_.pop_front();
   if (kind == Expect::mail) {
-    if (!r.positive()) {
+    if (r.code / 100 != 2) {
       mail_refused_ = true;
       for (auto& o : outcomes_) o = outcome_of(r);
     }
   } else if (!mail_refused_) {
     outcomes_[index] = outcome_of(r);
-    if (r.positive()) outcomes_[index].state = "accepted";
+    if (r.code / 100 == 2) outcomes_[index].state = "accepted";
   }
   state_ = State::rcpt;
   if (!mail_refused_ && next_rcpt_ < envelope_.rcpts.size()) {  // without PIPELINING: one at a time
@@ -261,10 +269,9 @@ void Client::on_transaction_reply(const Reply& r) {
   if (caps_.chunking) {
     // RFC 3030: the message unstuffed, its length announced; one chunk.
     state_ = State::message;
-    std::string wire = wire_form(*envelope_.data, false);
-    write("BDAT " + std::to_string(wire.size()) + " LAST\r\n");
-    write(wire);
-    return;
+    wire_ = wire_form(*envelope_.data, false);
+    write("BDAT " + std::to_string(wire_.size()) + " LAST\r\n");
+    return pump();
   }
   state_ = State::data;
   write("DATA\r\n");
@@ -272,7 +279,23 @@ void Client::on_transaction_reply(const Reply& r) {
 
 void Client::send_message() {
   state_ = State::message;
-  write(wire_form(*envelope_.data, true));
+  wire_ = wire_form(*envelope_.data, true);
+  pump();
+}
+
+// The message in chunks, as the host's output buffer drains: a large one
+// would otherwise overrun it (the host cuts a connection that queues more
+// than four times its write buffer).
+void Client::pump() {
+  while (wire_sent_ < wire_.size()) {
+    size_t n = std::min(kWriteChunk, wire_.size() - wire_sent_);
+    bool room = conn().write(std::string_view(wire_).substr(wire_sent_, n));
+    wire_sent_ += n;
+    if (!room) return;  // on_writable goes on
+  }
+  wire_.clear();
+  wire_.shrink_to_fit();
+  wire_sent_ = 0;
 }
 
 void Client::finish_transaction(bool reset) {

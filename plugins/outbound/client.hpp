@@ -84,6 +84,7 @@ class Client : public sdk::LineSession {
   void on_tls_ready(const sdk::ConnInfo& info) override;
   void on_timeout() override;
   void on_shutdown() override;
+  void on_writable() override { pump(); }
 
  protected:
   bool on_line(std::string_view line) override;
@@ -105,6 +106,7 @@ class Client : public sdk::LineSession {
   void send_message();
   void finish_transaction(bool reset);
   void report();
+  void pump();
   std::string rcpt_command(size_t i) const;
   std::string lost_reason() const;
 
@@ -123,6 +125,8 @@ class Client : public sdk::LineSession {
   std::deque<std::pair<Expect, size_t>> expected_;  // replies still to come
   size_t next_rcpt_ = 0;                            // without PIPELINING: the next RCPT to send
   size_t accepted_ = 0;
+  std::string wire_;  // the message on its way out
+  size_t wire_sent_ = 0;
   bool mail_refused_ = false;
 };
 

@@ -17,13 +17,13 @@ namespace postern::outbound {
 struct Context {
   Context(sdk::Host h, Settings s, std::string data_dir)
       : host(h), settings(std::move(s)), pool(h, settings.max_per_destination, settings.rate_per_destination),
-        sts(h, settings), reports(std::move(data_dir)) {}
+        reports(data_dir), sts(h, settings, reports, data_dir) {}
 
   sdk::Host host;
   const Settings settings;
   Pool pool;
+  TlsReport reports;  // before sts, which reports to it
   StsCache sts;
-  TlsReport reports;
   // Whether TLSA answers can be trusted: the resolver proved at start that
   // it validates (Plugin::check_resolver).
   std::atomic<bool> dane_usable{false};

@@ -6,6 +6,8 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <algorithm>
+
 namespace postern::outbound {
 namespace {
 
@@ -92,8 +94,9 @@ void Delivery::begin() {
   auto self = shared_from_this();
   // A pooled connection was set up for any message; REQUIRETLS asks more.
   bool reused = !message_.requiretls && ctx_->pool.take(pool_key(), [self](Client* client) {
-    if (client) self->transact(client, client->setup().label);
-    else self->route();
+    if (!client) return self->route();
+    self->reused_ = true;
+    self->transact(client, client->setup().label);
   });
   if (!reused) route();
 }
@@ -124,8 +127,7 @@ void Delivery::with_credentials(Target t) {
       .raw("store", "relay.credentials", sdk::Record().add("host", host),
            [self, t = std::move(t)](sdk::Result<sdk::Record> r) mutable {
              if (!r) {
-               self->last_error_ = "no credentials for the smart host " + t.name + ": " + r.error().message;
-               self->last_status_ = "4.7.0";
+               self->note("no credentials for the smart host " + t.name + ": " + r.error().message, "4.7.0");
                return self->respond();
              }
              t.username = std::string(r->get_or("username", ""));
@@ -184,6 +186,17 @@ void Delivery::apply_sts(Target& t) const {
   t.tls_required = t.verify_required = sts_->mode == sdk::mta_sts::Mode::enforce;
 }
 
+// Why the recipients still wait, for the answer (the deadline may read it
+// from another thread, hence the lock). keep_first: only when nothing was
+// said yet.
+void Delivery::note(const std::string& error, const std::string& status, bool keep_first) {
+  std::lock_guard lock(mutex_);
+  if (keep_first && noted_) return;
+  noted_ = true;
+  last_error_ = error;
+  if (!status.empty()) last_status_ = status;
+}
+
 bool Delivery::apply_message_policy(Target& t) {
   if (ignore_policy_ && !t.relay) {
     t.tls_required = t.verify_required = false;
@@ -194,8 +207,9 @@ bool Delivery::apply_message_policy(Target& t) {
   // (a "testing" policy counts as enforced), or a verified smart host, and
   // which offers REQUIRETLS itself.
   if (t.policy == "no-policy-found" && !(t.relay && t.verify == PST_VERIFY_PKIX)) {
+    note(t.name + ": REQUIRETLS needs DANE or an MTA-STS policy for " + message_.domain);
+    std::lock_guard lock(mutex_);
     requiretls_refused_ = true;
-    last_error_ = t.name + ": REQUIRETLS needs DANE or an MTA-STS policy for " + message_.domain;
     return false;
   }
   t.tls_required = t.verify_required = true;
@@ -212,9 +226,9 @@ void Delivery::next_host() {
     if (sts_ && sts_->mode != sdk::mta_sts::Mode::none && !sdk::mta_sts::matches(*sts_, t.name)) {
       ctx_->reports.failure(message_.domain, "sts", "validation-failure", t.name, "",
                             "MX host not named by the MTA-STS policy");
-      if (sts_->mode == sdk::mta_sts::Mode::enforce) {
-        last_error_ = t.name + " is not an MX host the MTA-STS policy of " + message_.domain + " names";
-        last_status_ = "4.7.5";
+      // REQUIRETLS takes a testing policy as enforced (RFC 8689 §4.2.1).
+      if (sts_->mode == sdk::mta_sts::Mode::enforce || message_.requiretls) {
+        note(t.name + " is not an MX host the MTA-STS policy of " + message_.domain + " names", "4.7.5");
         continue;
       }
     }
@@ -235,9 +249,9 @@ void Delivery::check_tlsa(Target t) {
   std::string name = "_" + std::to_string(t.port) + "._tcp." + t.name;
   sdk::DnsClient(ctx_->host, nullptr).query(name, "TLSA", [self, t](sdk::Result<sdk::DnsAnswer> r) mutable {
     if (!r || (r->rcode != "NOERROR" && r->rcode != "NXDOMAIN")) {
-      self->last_error_ = "the TLSA lookup for " + t.name + " failed (DNSSEC)";
-      self->last_status_ = "4.7.5";
-      self->ctx_->reports.failure(self->message_.domain, "tlsa", "dnssec-invalid", t.name, "", self->last_error_);
+      std::string why = "the TLSA lookup for " + t.name + " failed (DNSSEC)";
+      self->note(why, "4.7.5");
+      self->ctx_->reports.failure(self->message_.domain, "tlsa", "dnssec-invalid", t.name, "", why);
       return self->next_host();
     }
     if (r->authenticated) {
@@ -272,7 +286,7 @@ void Delivery::resolve(Target t, std::vector<std::string> types) {
         if (r && r->rcode == "NOERROR")
           for (auto& a : r->records) t.addresses.push_back(a);
         else if (!r)
-          self->last_error_ = "cannot look up " + t.name + ": " + r.error().message;
+          self->note("cannot look up " + t.name + ": " + r.error().message);
         self->resolve(std::move(t), std::move(types));
       });
 }
@@ -280,7 +294,7 @@ void Delivery::resolve(Target t, std::vector<std::string> types) {
 void Delivery::try_addresses(Target t, size_t index) {
   if (done()) return;
   if (index >= t.addresses.size()) {
-    if (t.addresses.empty() && last_error_ == "no host could be reached") last_error_ = t.name + " has no address";
+    if (t.addresses.empty()) note(t.name + " has no address", "", true);
     return t.relay ? respond() : next_host();
   }
   if (addresses_tried_++ >= ctx_->settings.max_addresses) return respond();
@@ -317,7 +331,7 @@ void Delivery::try_addresses(Target t, size_t index) {
         self->connected(*target, index, nullptr, Unusable::refused, label + ": " + std::string(reason));
       });
   if (!made) {
-    last_error_ = "cannot open a connection (the server is stopping)";
+    note("cannot open a connection (the server is stopping)");
     respond();
   }
 }
@@ -334,10 +348,13 @@ void Delivery::connected(const Target& t, size_t index, Client* client, Unusable
                                address, tls.tls_verify_error);
     return transact(client, client->setup().label);
   }
-  last_error_ = reason.starts_with(t.name) ? reason : t.name + "[" + address + "]: " + reason;
-  (why == Unusable::requiretls_missing ? requiretls_refused_ : other_failure_) = true;
-  if (const char* type = failure_type(why, reason, t.policy == "tlsa")) {
-    last_status_ = "4.7.5";
+  const char* type = failure_type(why, reason, t.policy == "tlsa");
+  note(reason.starts_with(t.name) ? reason : t.name + "[" + address + "]: " + reason, type ? "4.7.5" : "");
+  {
+    std::lock_guard lock(mutex_);
+    (why == Unusable::requiretls_missing ? requiretls_refused_ : other_failure_) = true;
+  }
+  if (type) {
     ctx_->reports.failure(message_.domain, t.policy, type, t.name, address, reason);
   }
   try_addresses(t, index + 1);
@@ -366,13 +383,21 @@ void Delivery::transact(Client* client, std::string label) {
 }
 
 void Delivery::sent(std::string label, Client* client, std::vector<RcptOutcome> outcomes) {
+  // A kept connection the server had given up on (closed, or 421 and
+  // closed) before anything was decided: a fresh one is tried.
+  bool undecided = std::all_of(outcomes.begin(), outcomes.end(), [](auto& o) { return o.state == "pending"; });
+  if (!client && std::exchange(reused_, false) && undecided) return route();
+  reused_ = false;
   {
     std::lock_guard lock(mutex_);
     if (!responded_)
       for (size_t i = 0; i < outcomes.size() && i < results_.size(); ++i)
         results_[i] = {results_[i].index, outcomes[i].state, outcomes[i].status, outcomes[i].text, label};
   }
-  if (client) ctx_->pool.put(pool_key(), client, ctx_->settings.reuse_idle, ctx_->settings.reuse_max);
+  // A connection made under a relaxed policy ("TLS-Required: No") is not
+  // one the next message may take.
+  if (client && !ignore_policy_) ctx_->pool.put(pool_key(), client, ctx_->settings.reuse_idle, ctx_->settings.reuse_max);
+  else if (client) client->quit();
   respond();
 }
 

@@ -49,6 +49,7 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
   void with_credentials(Target t);
   bool done();
   void apply_sts(Target& t) const;
+  void note(const std::string& error, const std::string& status = "", bool keep_first = false);
   // What REQUIRETLS and "TLS-Required: No" change; false: skip the host.
   bool apply_message_policy(Target& t);
   void lookup_mx();
@@ -82,6 +83,8 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
   // REQUIRETLS (RFC 8689): whether every host failed only for want of it.
   bool requiretls_refused_ = false, other_failure_ = false;
   bool ignore_policy_ = false;  // "TLS-Required: No" (RFC 8689 §4.1)
+  bool reused_ = false;         // the transaction runs on a pooled connection
+  bool noted_ = false;          // last_error_ says something specific
   uint64_t timer_ = 0;
 
   std::mutex mutex_;

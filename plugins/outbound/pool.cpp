@@ -90,11 +90,13 @@ void Pool::leave(const std::string& key) {
     if (it == active_.end()) return;
     Destination& d = it->second;
     --d.active;
+    auto now = std::chrono::steady_clock::now();
+    while (!d.started.empty() && now - d.started.front() >= std::chrono::minutes(1)) d.started.pop_front();
     if (!d.waiting.empty()) {
       next = std::move(d.waiting.front());
       d.waiting.pop_front();
-    } else if (d.active == 0 && d.started.empty()) {
-      active_.erase(it);
+    } else if (d.active == 0 && (rate_ == 0 || d.started.empty())) {
+      active_.erase(it);  // (with a rate, the minute's starts are kept while they count)
     }
   }
   if (next) enter(key, std::move(next));

@@ -21,6 +21,7 @@ struct Run : std::enable_shared_from_this<Run> {
   std::vector<std::string> domains;
   size_t next = 0;
   std::string lines;
+  std::string json;  // the current domain's report
   std::function<void(std::string)> done;
 
   void domain() {
@@ -36,23 +37,23 @@ struct Run : std::enable_shared_from_this<Run> {
         self->lines += d + ": no TLSRPT record with a mailto: address\n";
         return self->domain();
       }
+      self->json = self->ctx->reports.report(self->day, d, self->ctx->settings.helo);
       self->send(d, to, 0);
     });
   }
 
   void send(const std::string& d, const std::vector<std::string>& to, size_t i) {
     if (i == to.size()) return domain();
-    std::string json = ctx->reports.report(day, d, ctx->settings.helo);
     auto self = shared_from_this();
     // A local address is delivered to its account; any other goes out.
     sdk::StoreClient(ctx->host, nullptr)
-        .raw("store", "resolve", sdk::Record().add("address", to[i]), [self, d, to, i, json](sdk::Result<sdk::Record> r) {
+        .raw("store", "resolve", sdk::Record().add("address", to[i]), [self, d, to, i](sdk::Result<sdk::Record> r) {
           uint64_t account = r ? r->number("account").value_or(0) : 0;
           sdk::QueuedMessage m;
           m.sender = self->ctx->settings.tlsrpt_from;
           m.rcpts.push_back({to[i], account, "NEVER", ""});
           m.protocol = "TLSRPT";
-          std::string data = report_message(m.sender, to[i], d, self->ctx->settings.helo, self->day, json);
+          std::string data = report_message(m.sender, to[i], d, self->ctx->settings.helo, self->day, self->json);
           sdk::QueueClient(self->ctx->host, nullptr).enqueue(m, data, [self, d, to, i](sdk::Result<sdk::Enqueued> q) {
             self->lines += d + ": " + (q ? "queued for " + to[i] : "not queued for " + to[i] + ": " + q.error().message) + "\n";
             self->send(d, to, i + 1);
@@ -94,6 +95,8 @@ std::string report_message(const std::string& from, const std::string& to, const
   m += "Subject: Report Domain: " + domain + " Submitter: " + submitter + " Report-ID: <" + id + ">\r\n";
   m += "Message-ID: <" + id + "@" + submitter + ">\r\n";
   m += "TLS-Report-Domain: " + domain + "\r\nTLS-Report-Submitter: " + submitter + "\r\n";
+  // RFC 8460 §5.3: reports must get through even where TLS is what fails.
+  m += "TLS-Required: No\r\n";
   m += "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=\"tlsrpt\";\r\n\tboundary=\"" + boundary +
        "\"\r\n\r\n";
   m += "--" + boundary + "\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";

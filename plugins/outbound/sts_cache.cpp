@@ -3,12 +3,17 @@
 #include <postern/dns.hpp>
 #include <postern/sdk_protocol.hpp>
 
+#include <sys/stat.h>
+
 #include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
 
 namespace postern::outbound {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 using FetchDone = std::function<void(std::optional<std::string>, std::string)>;
 
 class HttpsGet : public sdk::ProtocolSession {
@@ -92,12 +97,47 @@ void https_get(const sdk::Host& host, const std::string& address, uint16_t port,
   if (!made) (*shared)(std::nullopt, "cannot open a connection");
 }
 
-std::optional<sdk::mta_sts::Policy> StsCache::cached(const std::string& domain, const std::string& id) {
+// The file: "<expires> <id>\n" then the policy as fetched. The domain
+// names the file; it was a DNS name we looked up, so it holds no '/'.
+void StsCache::keep(const std::string& domain, Entry e) {
+  if (!dir_.empty() && domain.find('/') == std::string::npos && !domain.starts_with(".")) {
+    ::mkdir(dir_.c_str(), 0700);
+    std::string path = dir_ + "/" + domain, tmp = path + ".new";
+    std::ofstream out(tmp, std::ios::trunc);
+    out << e.expires << " " << e.id << "\n" << e.text;
+    out.close();
+    if (out) std::rename(tmp.c_str(), path.c_str());
+  }
   std::lock_guard lock(mutex_);
-  auto it = entries_.find(domain);
-  if (it == entries_.end() || it->second.expires < Clock::now()) return std::nullopt;
-  if (!id.empty() && it->second.id != id) return std::nullopt;
-  return it->second.policy;
+  entries_[domain] = std::move(e);
+}
+
+std::optional<StsCache::Entry> StsCache::load(const std::string& domain) {
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = entries_.find(domain); it != entries_.end()) return it->second;
+  }
+  if (dir_.empty() || domain.find('/') != std::string::npos || domain.starts_with(".")) return std::nullopt;
+  std::ifstream in(dir_ + "/" + domain);
+  Entry e;
+  if (!(in >> e.expires >> e.id)) return std::nullopt;
+  in.get();
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > sdk::mta_sts::kMaxPolicySize) return std::nullopt;
+  std::string error;
+  auto p = sdk::mta_sts::parse_policy(text, error);
+  if (!p) return std::nullopt;
+  e.policy = *p;
+  e.text = std::move(text);
+  std::lock_guard lock(mutex_);
+  return entries_[domain] = std::move(e);
+}
+
+std::optional<sdk::mta_sts::Policy> StsCache::cached(const std::string& domain, const std::string& id) {
+  auto e = load(domain);
+  if (!e || e->expires < unix_now()) return std::nullopt;
+  if (!id.empty() && e->id != id) return std::nullopt;
+  return e->policy;
 }
 
 void StsCache::policy(const std::string& domain, Done done) {
@@ -116,6 +156,7 @@ void StsCache::fetch(const std::string& domain, const std::string& id, Done done
   sdk::DnsClient(host_, nullptr).query(name, "A", [this, domain, id, name, done](sdk::Result<sdk::DnsAnswer> r) {
     if (!r || !r->exists()) {
       host_.warning("mta_sts.fetch_failed", {{"domain", domain}, {"reason", "no address for " + name}});
+      reports_.failure(domain, "sts", "sts-policy-fetch-error", name, "", "no address for " + name);
       return done(cached(domain, {}));
     }
     https_get(host_, r->records.front(), settings_.mta_sts_port, name, "/.well-known/mta-sts.txt", settings_.ca_file,
@@ -124,12 +165,11 @@ void StsCache::fetch(const std::string& domain, const std::string& id, Done done
                 if (body) p = sdk::mta_sts::parse_policy(*body, error);
                 if (!p) {
                   host_.warning("mta_sts.fetch_failed", {{"domain", domain}, {"reason", error}});
+                  reports_.failure(domain, "sts", body ? "sts-policy-invalid" : "sts-policy-fetch-error",
+                                   "mta-sts." + domain, "", error);
                   return done(cached(domain, {}));
                 }
-                {
-                  std::lock_guard lock(mutex_);
-                  entries_[domain] = {id, *p, Clock::now() + std::chrono::seconds(p->max_age)};
-                }
+                keep(domain, {id, *p, *body, unix_now() + static_cast<int64_t>(p->max_age)});
                 host_.info("mta_sts.policy", {{"domain", domain}, {"id", id},
                                               {"mode", p->mode == sdk::mta_sts::Mode::enforce   ? "enforce"
                                                        : p->mode == sdk::mta_sts::Mode::testing ? "testing"

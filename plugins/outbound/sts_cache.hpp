@@ -1,10 +1,14 @@
 // MTA-STS policies (RFC 8461 §3, §5): the _mta-sts TXT record says which
 // policy is current; the policy file comes over HTTPS from
 // mta-sts.<domain> with its certificate verified, and is kept for its
-// max_age. A failed fetch keeps using an unexpired cached policy.
+// max_age, in memory and in <data_dir>/mta-sts/<domain> (RFC 8461 §5:
+// a cached policy is what protects against an attacker who strips the TXT
+// record, so a restart must not forget it). A failed fetch keeps using an
+// unexpired cached policy, and is reported to TLS-RPT.
 #pragma once
 
 #include "settings.hpp"
+#include "tls_report.hpp"
 
 #include <postern/mta_sts.hpp>
 #include <postern/sdk_host.hpp>
@@ -21,7 +25,8 @@ namespace postern::outbound {
 class StsCache {
  public:
   using Done = std::function<void(std::optional<sdk::mta_sts::Policy>)>;
-  StsCache(sdk::Host host, const Settings& settings) : host_(host), settings_(settings) {}
+  StsCache(sdk::Host host, const Settings& settings, TlsReport& reports, std::string data_dir)
+      : host_(host), settings_(settings), reports_(reports), dir_(data_dir.empty() ? "" : data_dir + "/mta-sts") {}
 
   // done runs once, on a loop thread.
   void policy(const std::string& domain, Done done);
@@ -30,13 +35,18 @@ class StsCache {
   struct Entry {
     std::string id;
     sdk::mta_sts::Policy policy;
-    std::chrono::steady_clock::time_point expires;
+    std::string text;  // the policy file as fetched
+    int64_t expires = 0;  // unix seconds
   };
+  void keep(const std::string& domain, Entry e);
+  std::optional<Entry> load(const std::string& domain);
   std::optional<sdk::mta_sts::Policy> cached(const std::string& domain, const std::string& id);
   void fetch(const std::string& domain, const std::string& id, Done done);
 
   sdk::Host host_;
   const Settings& settings_;
+  TlsReport& reports_;
+  std::string dir_;
   std::mutex mutex_;
   std::map<std::string, Entry> entries_;
 };

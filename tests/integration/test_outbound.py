@@ -221,6 +221,24 @@ class Outbound(Base):
         self.submit(["bob@remote.test"], message("second"))
         sink.wait_messages(2)
         self.assertEqual(len(self.daemon.events("conn.open", listener="outbound:outbound")), opened)
+        # A kept connection the server dropped meanwhile: a fresh one takes the mail.
+        sink.stop()
+        sink.start()
+        self.submit(["bob@remote.test"], message("third"))
+        self.assertTrue(any(b"Subject: third" in m for m in sink.wait_messages(3)))
+        self.assertEqual(len(self.daemon.events("conn.open", listener="outbound:outbound")), opened + 1)
+
+    def test_a_large_message_goes_whole(self):
+        # Larger than four times the connection's write buffer (1 MiB): it
+        # must be sent as the buffer drains, not in one write.
+        self.start_sender("remote IN MX 10 mx1.remote\nmx1.remote IN A 127.0.0.2\n")
+        sink = Sink(self, "127.0.0.2", self.port)
+        body = b"".join(b"line %07d of a big message, with some text to make it longer\r\n" % i for i in range(90000))
+        self.submit(["bob@remote.test"], message("big").replace(b"Hello from the outbound test.\r\n", body))
+        self.daemon.wait_for("delivery.relayed", timeout=60)  # (the sink's file is complete then)
+        got = sink.wait_messages(1)[0]
+        self.assertTrue(got.endswith(b"line 0089999 of a big message, with some text to make it longer\n.leading dot stays\n\n"), got[-200:])
+        self.assertGreater(len(got), 5 << 20)
 
     def test_null_mx_bounces_at_once(self):
         self.start_sender("nomail IN MX 0 .\n")
@@ -412,7 +430,7 @@ class MtaSts(Base):
         self.start_sender(zone, extra='mta_sts_port = %d\nca_file = "@DIR@/ca.pem"\n' % https_port, mta_sts=True)
         cert, key = self.pki.issue("policy", ["mta-sts.enforced.test", "mta-sts.testing.test", "mta-sts.remote.test"])
         policy = "version: STSv1\nmode: %s\nmx: %s\nmax_age: 86400\n"
-        PolicyServer(self, https_port, cert, key, {
+        policies = PolicyServer(self, https_port, cert, key, {
             "mta-sts.enforced.test": policy % ("enforce", "mx.enforced.test"),
             "mta-sts.testing.test": policy % ("testing", "mx.testing.test"),
             "mta-sts.remote.test": policy % ("enforce", "mx.remote.test"),
@@ -458,6 +476,17 @@ class MtaSts(Base):
         self.assertIn(b"TLS-Report-Domain: remote.test\r\n", reports[0])
         self.assertIn(b"Content-Type: application/tlsrpt+json", reports[0])
         self.assertIn(b'"policy-domain":"remote.test"', reports[0])
+        # A cached policy outlives a restart (RFC 8461 §5): with the policy
+        # server gone, enforced.test is still enforced.
+        self.probe.close()  # an open client would hold the shutdown to its deadline
+        self.assertEqual(self.daemon.terminate(), 0)
+        policies.server.shutdown()
+        self.daemon.lines.clear()
+        self.daemon.start()
+        self.probe = Probe(self.daemon.port("probe"))
+        self.addCleanup(self.probe.close)
+        self.submit(["dave@enforced.test"], message("after restart", to="dave@enforced.test"))
+        self.assertIn("mismatch", self.daemon.wait_for("delivery.deferred", to="dave@enforced.test")["reason"])
 
 
 if __name__ == "__main__":
