@@ -421,7 +421,22 @@ exit $rc
     return r
 
 
-class Nsd:
+class Server:
+    """A real server the test starts in the foreground and stops by its PID."""
+
+    def spawn(self, test, argv, port, what, host="127.0.0.1"):
+        """Starts argv; ready when it accepts TCP on host:port."""
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        test.addCleanup(self.stop)
+        wait_until_ready(lambda: socket.create_connection((host, port), timeout=0.2).close() or True, what, 10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Nsd(Server):
     """nsd, authoritative for one zone, on a free loopback port (UDP and TCP)
     (or the given one)."""
 
@@ -430,17 +445,7 @@ class Nsd:
         test.addCleanup(shutil.rmtree, self.dir, True)
         self.port = port or free_port()
         conf = _nsd_config(self.dir, self.port, origin, zone_text)
-        self.proc = subprocess.Popen(["/usr/sbin/nsd", "-d", "-c", conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        test.addCleanup(self.stop)
-        # Ready when it answers on TCP.
-        wait_until_ready(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close() or True,
-                         "nsd", 10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        self.spawn(test, ["/usr/sbin/nsd", "-d", "-c", conf], self.port, "nsd")
 
 
 def sign_zone(test, origin, zone_text):
@@ -463,7 +468,7 @@ def sign_zone(test, origin, zone_text):
     return signed, ds
 
 
-class Unbound:
+class Unbound(Server):
     """A validating unbound on a free loopback port, trusting ds (a DS
     record) for origin, which it asks nsd on 127.0.0.1:nsd_port for."""
 
@@ -496,19 +501,10 @@ stub-zone:
   name: "{origin}"
   stub-addr: 127.0.0.1@{nsd}
 """.format(port=self.port, dir=self.dir, origin=origin, nsd=nsd_port))
-        self.proc = subprocess.Popen(["/usr/sbin/unbound", "-d", "-c", conf],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        test.addCleanup(self.stop)
-        wait_until_ready(lambda: socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close() or True,
-                         "unbound", 10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        self.spawn(test, ["/usr/sbin/unbound", "-d", "-c", conf], self.port, "unbound")
 
 
-class Clamd:
+class Clamd(Server):
     """ClamAV's clamd on a Unix socket in a temp directory, with a signature
     database of the test's own (ClamAV .ndb lines); nothing from the internet."""
 
@@ -530,11 +526,6 @@ class Clamd:
         self.proc = subprocess.Popen(["/usr/sbin/clamd", "-c", self.conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until_ready(lambda: unix_socket_answers(self.socket, b"zPING\0", b"PONG"), "clamd", 30)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 # Config sections the integration tests share (each test adds its own).

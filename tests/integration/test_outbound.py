@@ -15,8 +15,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, Unbound, dns_toml, free_port,
-                     listener_toml, main, sign_zone, start_daemon, wait_until_ready)
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, Server, Unbound, dns_toml, free_port,
+                     listener_toml, main, sign_zone, start_daemon)
 import hashlib
 import http.server
 import socket
@@ -71,7 +71,7 @@ def common_port(hosts):
     raise RuntimeError("no common free port")
 
 
-class Sink:
+class Sink(Server):
     """smtp-sink on host:port, each message kept as a file; reject: its
     -f (5xx) or -r (4xx) option, e.g. ("-r", "RCPT")."""
 
@@ -83,17 +83,8 @@ class Sink:
         self.start(reject)
 
     def start(self, reject=()):
-        self.proc = subprocess.Popen(["/usr/sbin/smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *reject,
-                                      "%s:%d" % (self.host, self.port), "64"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.test.addCleanup(self.stop)
-        wait_until_ready(lambda: socket.create_connection((self.host, self.port), timeout=0.2).close() or True,
-                         "smtp-sink", 10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        self.spawn(self.test, ["/usr/sbin/smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *reject,
+                               "%s:%d" % (self.host, self.port), "64"], self.port, "smtp-sink", host=self.host)
 
     def messages(self):
         out = []
