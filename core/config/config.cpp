@@ -77,7 +77,7 @@ void read_pipeline(Validator v, PipelineConfig& p) {
 }
 
 void read_delivery(Validator v, DeliveryConfig& d) {
-  v.allow_keys({"hostname", "concurrency", "lease", "retry", "retry_max", "lifetime", "poll"});
+  v.allow_keys({"hostname", "concurrency", "lease", "retry", "retry_max", "lifetime", "poll", "delay_warning"});
   d.hostname = v.string("hostname", "");
   d.concurrency = static_cast<uint32_t>(v.integer("concurrency", d.concurrency, 1, 1024));
   d.lease = v.duration("lease", d.lease);
@@ -85,6 +85,7 @@ void read_delivery(Validator v, DeliveryConfig& d) {
   d.retry_max = v.duration("retry_max", d.retry_max);
   d.lifetime = v.duration("lifetime", d.lifetime);
   d.poll = v.duration("poll", d.poll);
+  d.delay_warning = v.duration("delay_warning", d.delay_warning);
   if (d.lease < std::chrono::seconds(10)) v.error_at("lease", "must be at least 10s");
   if (d.retry < std::chrono::seconds(1)) v.error_at("retry", "must be at least 1s");
   if (d.retry_max < d.retry) v.error_at("retry_max", "must not be shorter than retry");

@@ -105,6 +105,7 @@ struct DeliveryConfig {
   std::chrono::milliseconds retry_max{4 * 3600'000};
   std::chrono::milliseconds lifetime{5 * 24 * 3600'000LL};  // then undelivered recipients bounce
   std::chrono::milliseconds poll{60'000};    // re-reads the queue this often, besides hints
+  std::chrono::milliseconds delay_warning{0};  // one "delayed" DSN after this long; 0 = none
 };
 
 // The DNS service (core/dns).

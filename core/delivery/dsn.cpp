@@ -46,19 +46,23 @@ std::string decode_xtext(const std::string& xtext) {
 
 bool dsn_wanted(const std::string& notify, const std::string& action) {
   std::string n = upper(notify);
-  if (n.empty()) return action == "failed";
+  if (n.empty()) return action == "failed" || action == "delayed";
   if (n.find("NEVER") != std::string::npos) return false;
-  return n.find(action == "failed" ? "FAILURE" : "SUCCESS") != std::string::npos;
+  return n.find(action == "failed" ? "FAILURE" : action == "delayed" ? "DELAY" : "SUCCESS") != std::string::npos;
 }
 
 std::string compose_dsn(const DsnReport& r, const std::string& to, const std::string& boundary, std::time_t now) {
-  bool any_failed = std::any_of(r.recipients.begin(), r.recipients.end(),
-                                [](const DsnRecipient& x) { return x.action == "failed"; });
+  auto any = [&](const char* action) {
+    return std::any_of(r.recipients.begin(), r.recipients.end(), [&](const DsnRecipient& x) { return x.action == action; });
+  };
+  bool any_failed = any("failed"), any_delayed = any("delayed");
   std::string host = one_line(r.reporting_mta);
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@" + host + ">\r\n";
   m += "To: <" + one_line(to) + ">\r\n";
-  m += std::string("Subject: ") + (any_failed ? "Undelivered Mail Returned to Sender" : "Successful Mail Delivery Report") +
+  m += std::string("Subject: ") + (any_failed    ? "Undelivered Mail Returned to Sender"
+                                   : any_delayed ? "Delayed Mail (still being retried)"
+                                                 : "Successful Mail Delivery Report") +
        "\r\n";
   m += "Date: " + sdk::rfc5322_date(now) + "\r\n";
   m += "Message-ID: <" + boundary + "@" + host + ">\r\n";
@@ -69,9 +73,11 @@ std::string compose_dsn(const DsnReport& r, const std::string& to, const std::st
 
   m += "--" + boundary + "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
   m += "This is the mail system at " + host + ".\r\n\r\n";
-  m += any_failed ? "Your message could not be delivered to one or more recipients.\r\n"
-                    "It is attached below.\r\n\r\n"
-                  : "Your message was delivered to the recipients below.\r\n\r\n";
+  m += any_failed    ? "Your message could not be delivered to one or more recipients.\r\n"
+                       "It is attached below.\r\n\r\n"
+        : any_delayed ? "Your message has not been delivered yet to the recipients below.\r\n"
+                        "It is still being retried; you need not send it again.\r\n\r\n"
+                      : "Your message was delivered to the recipients below.\r\n\r\n";
   for (const auto& x : r.recipients)
     m += "<" + one_line(x.address) + ">: " + x.action + (x.diagnostic.empty() ? "" : ": " + one_line(x.diagnostic)) +
          "\r\n";

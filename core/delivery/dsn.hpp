@@ -13,7 +13,7 @@ namespace postern::core {
 struct DsnRecipient {
   std::string address;
   std::string orcpt;   // the ORCPT parameter as received ("rfc822;a+2Bb@x"), or ""
-  std::string action;  // "failed" or "delivered"
+  std::string action;  // "failed", "delayed" or "delivered"
   std::string status;  // enhanced status code, e.g. "5.2.2"
   std::string diagnostic;
 };
@@ -31,8 +31,9 @@ struct DsnReport {
 std::string decode_xtext(const std::string& xtext);
 
 // Whether a recipient's NOTIFY (as received, e.g. "SUCCESS,FAILURE") asks
-// for a report of this action ("failed" or "delivered"). Absent NOTIFY
-// means failures only (RFC 3461 §4.1).
+// for a report of this action ("failed", "delayed" or "delivered").
+// Absent NOTIFY means FAILURE,DELAY (RFC 3461 §4.1 lets us choose; delay
+// reports are sent at all only when [delivery] delay_warning is set).
 bool dsn_wanted(const std::string& notify, const std::string& action);
 
 // The whole message, CRLF line endings, to be sent from the null

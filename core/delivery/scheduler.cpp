@@ -52,6 +52,8 @@ struct DeliveryScheduler::Job {
   };
   std::string id, token, sender, mailbox, envid, ret, kind, body, data;
   bool smtputf8 = false, requiretls = false;
+  bool delay_warned = false;  // the sender was told of the delay (once per message)
+  bool warning = false;       // this run's report tells it
   uint64_t received = 0, attempts = 0;
   std::vector<Recipient> rcpts;
   size_t next = 0;
@@ -162,6 +164,7 @@ void DeliveryScheduler::claimed(pst_status status, std::string_view reply) {
     job->body = field(m, "body");
     job->smtputf8 = m.get_or("smtputf8", "") == "1";
     job->requiretls = m.get_or("requiretls", "") == "1";
+    job->delay_warned = m.get_or("delay_warned", "") == "1";
     job->received = m.number("received").value_or(0);
     job->attempts = m.number("attempts").value_or(0);
     job->data = field(m, "data");
@@ -340,6 +343,16 @@ void DeliveryScheduler::finish(const std::shared_ptr<Job>& job) {
     if (!dsn_wanted(r.notify, r.state)) continue;
     report.recipients.push_back({r.address, r.orcpt, r.state, r.status, r.text});
   }
+  // Once a message has waited delay_warning, one "delayed" report for the
+  // recipients still pending (RFC 3464 §2.3.3).
+  auto waited = std::chrono::milliseconds(unix_ms() - std::min(unix_ms(), job->received));
+  if (config_.delay_warning.count() > 0 && !job->delay_warned && waited >= config_.delay_warning) {
+    for (auto& r : job->rcpts)
+      if (r.state == "pending" && dsn_wanted(r.notify, "delayed")) {
+        report.recipients.push_back({r.address, r.orcpt, "delayed", r.status.empty() ? "4.4.7" : r.status, r.text});
+        job->warning = true;
+      }
+  }
   // Never a report about a report (RFC 3464 §2: sent from the null path),
   // nor about quarantined mail (its sender is likely forged: backscatter).
   if (report.recipients.empty() || job->sender.empty() || job->kind == "dsn" || !job->mailbox.empty())
@@ -358,6 +371,7 @@ void DeliveryScheduler::finish(const std::shared_ptr<Job>& job) {
       // again (an account that got the message is remembered by the store).
       for (auto& r : job->rcpts)
         if (r.changed && dsn_wanted(r.notify, r.state)) job->decide(r, "pending", "4.3.0", "report not yet sent");
+      job->warning = false;
       job->error = "cannot route the delivery report: " + std::string(reply);
       return settle(job, Record());
     }
@@ -376,7 +390,8 @@ void DeliveryScheduler::finish(const std::shared_ptr<Job>& job) {
     dsn.smtputf8 = job->smtputf8;
     std::string text = compose_dsn(report, job->sender, random_token(), std::time(nullptr));
     log_info("delivery.dsn", {{"id", job->id}, {"to", job->sender},
-                              {"recipients", std::to_string(report.recipients.size())}});
+                              {"recipients", std::to_string(report.recipients.size())},
+                              {"delayed", job->warning ? "yes" : "no"}});
     settle(job, sdk::enqueue_request(dsn, text));
   });
 }
@@ -394,6 +409,7 @@ void DeliveryScheduler::settle(const std::shared_ptr<Job>& job, const Record& ds
     request.add("result", Record().add("index", r.index).add("state", r.state).add("status", r.status).add("text", r.text));
   }
   if (!dsn.empty()) request.add("dsn", dsn);
+  if (job->warning && !dsn.empty()) request.add("delay_warned", "1");
   if (pending) {
     // Doubling from `retry`, capped; mail that only waits for a transport
     // is looked at again at the cap (or at once by `postern queue retry`).

@@ -321,8 +321,10 @@ Record Spool::settle(Txn& txn, const Record& r, const std::optional<Prepared>& d
     Record next;
     for (auto& [k, v] : e.fields())
       if (k != "rcpt" && k != "token" && k != "lease_until" && k != "next_attempt" && k != "attempts" &&
-          k != "last_error" && k != "attempt")
+          k != "last_error" && k != "attempt" && k != "delay_warned")
         next.add(k, v);
+    // The sender was told of the delay once (the scheduler's "delayed" report).
+    if (e.get("delay_warned") || r.get("delay_warned")) next.add("delay_warned", "1");
     for (auto& x : rcpts) next.add("rcpt", x);
     // Every attempt, for `postern queue show`: the latest kAttemptsKept.
     auto history = e.all("attempt");

@@ -28,13 +28,14 @@ SOA = ("$ORIGIN test.\n$TTL 300\n"
        "@ IN SOA ns.test. admin.test. 1 3600 600 86400 30\n@ IN NS ns\nns IN A 127.0.0.1\n")
 
 
-def sender_config(port, extra="", lifetime="5d", dane=False, mta_sts=False):
+def sender_config(port, extra="", lifetime="5d", dane=False, mta_sts=False, delay_warning="0"):
     return (PROBE_TOML + STORE_TOML + TLS_TOML + listener_toml("submission", "submission", tls="starttls") + """
 [delivery]
 retry = "1s"
 retry_max = "2s"
 poll = "1s"
 lifetime = "%s"
+delay_warning = "%s"
 
 [plugins.smtp]
 hostname = "mx.example.test"
@@ -48,7 +49,7 @@ mta_sts = %s
 connect_timeout = "2s"
 command_timeout = "10s"
 reuse_idle = "3s"
-""" % (lifetime, port, str(dane).lower(), str(mta_sts).lower()) + extra)
+""" % (lifetime, delay_warning, port, str(dane).lower(), str(mta_sts).lower()) + extra)
 
 
 def port_free_on(host, port):
@@ -277,6 +278,22 @@ class Outbound(Base):
         self.assertIn(b"Action: failed\r\nStatus: 5.7.30\r\n", dsn)
         self.assertIn(b"REQUIRETLS needs DANE or an MTA-STS policy", dsn)
         self.assertEqual(sink.messages(), [])
+
+    def test_a_long_delay_is_reported_once(self):
+        self.start_sender("remote IN MX 10 mx1.remote\nmx1.remote IN A 127.0.0.2\n", delay_warning="2s")
+        sink = Sink(self, "127.0.0.2", self.port, reject=("-r", "RCPT"))
+        self.submit(["bob@remote.test"], message("slow"))
+        dsn = self.wait_dsn()
+        self.assertIn(b"Subject: Delayed Mail (still being retried)", dsn)
+        self.assertIn(b"Final-Recipient: rfc822; bob@remote.test\r\nAction: delayed\r\nStatus: 4.", dsn)
+        self.assertIn(b"Diagnostic-Code: smtp; 4", dsn)
+        deferred = len(self.daemon.events("delivery.deferred"))
+        self.daemon.wait_for("delivery.deferred", count=deferred + 2)  # more attempts...
+        self.assertEqual(len(self.alice_inbox()), 1)  # ...and no second warning
+        sink.stop()
+        sink.start()
+        self.daemon.admin("queue", "retry")
+        self.assertIn(b"Subject: slow", sink.wait_messages(1)[0])
 
     def test_mail_that_cannot_go_before_it_expires_bounces(self):
         self.start_sender("remote IN MX 10 mx1.remote\nmx1.remote IN A 127.0.0.4\n", lifetime="3s")

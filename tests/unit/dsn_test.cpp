@@ -62,6 +62,18 @@ TEST_CASE("NOTIFY decides which outcomes are reported (RFC 3461 §4.1)") {
   CHECK(dsn_wanted("success", "delivered"));
   CHECK_FALSE(dsn_wanted("SUCCESS", "failed"));
   CHECK_FALSE(dsn_wanted("NEVER", "failed"));
+  CHECK(dsn_wanted("", "delayed"));  // absent NOTIFY: FAILURE,DELAY
+  CHECK(dsn_wanted("DELAY", "delayed"));
+  CHECK_FALSE(dsn_wanted("FAILURE", "delayed"));
   CHECK(decode_xtext("a+2Bb+3D") == "a+b=");
   CHECK(decode_xtext("bad+zz") == "bad+zz");
+}
+
+TEST_CASE("a delay report says the message is still being retried - remote replies are smtp diagnostics") {
+  DsnReport r = report(true);
+  r.recipients = {{"far@remote.example", "", "delayed", "4.2.2", "452 4.2.2 mailbox full (mx.remote.example[192.0.2.1])"}};
+  std::string m = compose_dsn(r, "s@remote.example", "B", 0);
+  CHECK(m.find("Subject: Delayed Mail (still being retried)\r\n") != std::string::npos);
+  CHECK(m.find("you need not send it again") != std::string::npos);
+  CHECK(m.find("Action: delayed\r\nStatus: 4.2.2\r\nDiagnostic-Code: smtp; 452 4.2.2 mailbox full") != std::string::npos);
 }
