@@ -53,7 +53,7 @@ reuse_idle = "3s"
 
 
 def port_free_on(host, port):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
         s.bind((host, port))
         return True
@@ -84,8 +84,9 @@ class Sink(Server):
         self.start(reject)
 
     def start(self, reject=()):
-        self.spawn(self.test, ["/usr/sbin/smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *reject,
-                               "%s:%d" % (self.host, self.port), "64"], self.port, "smtp-sink", host=self.host)
+        where = ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
+        self.spawn(self.test, ["/usr/sbin/smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *reject, where, "64"],
+                   self.port, "smtp-sink", host=self.host)
 
     def messages(self):
         out = []
@@ -116,7 +117,7 @@ class Base(unittest.TestCase):
     """A sending posternd, destinations on 127.0.0.2-5 at one common port."""
 
     def setUp(self):
-        self.port = common_port(["127.0.0.2", "127.0.0.3", "127.0.0.4"])
+        self.port = common_port(["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"])
         self.dns_port = free_port()
 
     def start_sender(self, zone, extra="", lifetime="5d", dns_port=None, files=(), **policy):
@@ -219,6 +220,22 @@ class Outbound(Base):
         self.submit(["bob@remote.test"], message("third"))
         self.assertTrue(any(b"Subject: third" in m for m in sink.wait_messages(3)))
         self.assertEqual(len(self.daemon.events("conn.open", listener="outbound:outbound")), opened + 1)
+
+    def test_ipv6_first_then_ipv4(self):
+        # Both MX hosts have an IPv6 and an IPv4 address. The IPv6 one is
+        # tried first; once nothing listens there, the IPv4 one takes the mail.
+        self.start_sender("six IN MX 10 mx.six\nmx.six IN AAAA ::1\nmx.six IN A 127.0.0.2\n"
+                          "both IN MX 10 mx.both\nmx.both IN AAAA ::1\nmx.both IN A 127.0.0.2\n")
+        sink6 = Sink(self, "::1", self.port)
+        self.submit(["bob@six.test"], message("over ipv6", to="bob@six.test"))
+        self.assertIn(b"Subject: over ipv6", sink6.wait_messages(1)[0])
+        self.assertEqual(self.daemon.wait_for("delivery.relayed", to="bob@six.test")["mx"], "mx.six.test[::1]")
+        sink6.stop()
+        sink4 = Sink(self, "127.0.0.2", self.port)
+        self.submit(["bob@both.test"], message("over ipv4", to="bob@both.test"))
+        self.assertIn(b"Subject: over ipv4", sink4.wait_messages(1)[0])
+        self.assertEqual(self.daemon.wait_for("delivery.relayed", to="bob@both.test")["mx"], "mx.both.test[127.0.0.2]")
+        self.daemon.wait_for("conn.connect_failed", peer="::1")
 
     def test_a_large_message_goes_whole(self):
         # Larger than four times the connection's write buffer (1 MiB): it
