@@ -155,7 +155,7 @@ class Base(unittest.TestCase):
             time.sleep(0.2)
         raise AssertionError("no delivery report for alice")
 
-    def start_receiver(self, names, protocol="smtp", trusted=False, cert=None):
+    def start_receiver(self, names, protocol="smtp", trusted=False, cert=None, tls="starttls"):
         """A second posternd on 127.0.0.3 (the common port) with bob@remote.test
         and alice@example.test, STARTTLS with a certificate for names: from
         the sender's own test CA when trusted (what ca_file names), else
@@ -165,12 +165,12 @@ class Base(unittest.TestCase):
 address = "127.0.0.3"
 port = %d
 protocol = "%s"
-tls = "starttls"
+tls = "%s"
 
 [plugins.smtp]
 hostname = "%s"
 greet_pause = "0s"
-""" % (self.port, protocol, names[0]), name="receiver.toml")
+""" % (self.port, protocol, tls, names[0]), name="receiver.toml")
         receiver.write_master_key()
         cert, key = cert or (self.pki if trusted else Pki(receiver.dir)).issue("receiver", names)
         shutil.copy(cert, os.path.join(receiver.dir, "mx.pem"))
@@ -364,6 +364,24 @@ auth = true
         stored = self.received(count=2)
         self.assertEqual(sorted(re.search(rb"Subject: (.*)\r\n", m).group(1) for m in stored), [b"not yet", b"via the relay"])
         self.assertIn(b"with ESMTPSA", stored[0])  # authenticated, over TLS
+
+    def test_smart_host_on_implicit_tls(self):
+        # Port 465 style (RFC 8314): TLS from the first byte, verified, then AUTH.
+        self.start_sender("relay IN A 127.0.0.3\n", """
+ca_file = "@DIR@/ca.pem"
+
+[plugins.outbound.routes."remote.test"]
+host = "relay.test"
+port = %d
+tls = "implicit"
+auth = true
+""" % self.port)
+        self.daemon.admin("relay", "password", "relay.test", "alice@example.test", stdin=PASSWORD + "\n")
+        self.start_receiver(["relay.test"], protocol="submissions", trusted=True, tls="implicit")
+        self.submit(["bob@remote.test"], message("implicit"))
+        self.assertEqual(self.daemon.wait_for("delivery.relayed")["mx"], "relay.test[127.0.0.3]")
+        self.assertEqual(self.daemon.wait_for("tls.established", listener="outbound:outbound")["verified"], "pkix")
+        self.assertIn(b"Subject: implicit", self.received()[0])
 
 
 def spki_sha256(cert_path):
