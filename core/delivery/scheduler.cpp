@@ -50,7 +50,7 @@ struct DeliveryScheduler::Job {
     std::string address, notify, orcpt, state, status, text;
     bool changed = false;  // decided in this run: reported to the queue
   };
-  std::string id, token, sender, mailbox, envid, ret, kind, body, data;
+  std::string id, token, sender, mailbox, envid, ret, kind, body, data, auth;
   bool smtputf8 = false, requiretls = false;
   bool delay_warned = false;  // the sender was told of the delay (once per message)
   bool warning = false;       // this run's report tells it
@@ -162,6 +162,7 @@ void DeliveryScheduler::claimed(pst_status status, std::string_view reply) {
     job->ret = field(m, "ret");
     job->kind = field(m, "kind");
     job->body = field(m, "body");
+    job->auth = field(m, "auth");
     job->smtputf8 = m.get_or("smtputf8", "") == "1";
     job->requiretls = m.get_or("requiretls", "") == "1";
     job->delay_warned = m.get_or("delay_warned", "") == "1";
@@ -289,6 +290,7 @@ void DeliveryScheduler::deliver_remote(const std::shared_ptr<Job>& job) {
   m.body = job->body;
   m.smtputf8 = job->smtputf8;
   m.requiretls = job->requiretls;
+  m.auth = job->auth;
   for (auto& r : job->rcpts)
     if (r.state == "pending" && r.account == 0 && domain_of(r.address) == domain)
       m.rcpts.push_back({r.index, r.address, r.notify, r.orcpt});

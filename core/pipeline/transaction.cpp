@@ -62,7 +62,9 @@ std::string_view stage_name(pst_stage s) {
 Transaction::Transaction(HostContext* protocol, std::weak_ptr<Connection> conn, asio::any_io_executor executor,
                          uint64_t conn_id, std::vector<FilterBinding> filters, PipelineSettings settings)
     : pst_txn(pst_txn::transaction), protocol_(protocol), conn_(std::move(conn)), executor_(std::move(executor)),
-      conn_id_(conn_id), filters_(std::move(filters)), settings_(settings) {}
+      conn_id_(conn_id), filters_(std::move(filters)), settings_(settings) {
+  bound_ = !conn_.expired();
+}
 
 pst_status Transaction::set(std::string_view field, std::string_view value) {
   if (field.empty() || value.size() > kMaxFieldValue) return PST_ERR_INVALID;
@@ -243,7 +245,7 @@ void Transaction::answered(Ask* raw, const pst_verdict_v1* v) {
 
 void Transaction::next() {
   auto live = conn_.lock();
-  if (ended_ || !live || !live->open()) return finish(Verdict{});  // nobody waits for the rest
+  if (ended_ || (bound_ && (!live || !live->open()))) return finish(Verdict{});  // nobody waits for the rest
   while (index_ < filters_.size() && !(filters_[index_].table->stages & PST_STAGE_BIT(stage_))) ++index_;
   if (index_ == filters_.size()) return finish(std::move(disposition_));
   uint64_t attempt;
@@ -331,7 +333,7 @@ void Transaction::finish(Verdict v) {
   out.reason = pst_str{v.reason.data(), v.reason.size()};
   auto live = conn_.lock();
   // NULL tells the protocol its connection is gone (free, touch nothing).
-  done_(user_, live && live->open() ? &out : nullptr);
+  done_(user_, !bound_ || (live && live->open()) ? &out : nullptr);
   if (log_pending_) write_log();
   if (protocol_) protocol_->end_job();  // after this, the protocol may be unloaded
 }

@@ -93,6 +93,7 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
 
   HostContext* protocol_;  // the protocol's generation: counted as a job while a stage runs
   std::weak_ptr<Connection> conn_;
+  bool bound_;  // to a connection (its end ends the transaction); else the outbound transport's
   boost::asio::any_io_executor executor_;
   uint64_t conn_id_;
   std::vector<FilterBinding> filters_;

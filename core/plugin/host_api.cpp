@@ -395,10 +395,16 @@ const Ask* ask(pst_txn* t) { return t && t->kind == pst_txn::ask ? static_cast<A
 Transaction* own(pst_txn* t) { return t && t->kind == pst_txn::transaction ? static_cast<Transaction*>(t) : nullptr; }
 
 pst_txn* txn_begin(pst_host_ctx* ctx, pst_conn* c) {
-  if (!ctx || !c || !conn(c)->open()) return nullptr;
+  if (!ctx || (c && !conn(c)->open())) return nullptr;
   const ServiceDirectory* dir = host(ctx)->services().services;
-  Connection* cn = conn(c);
   auto [filters, settings] = dir ? dir->pipeline() : std::pair<std::vector<FilterBinding>, PipelineSettings>{};
+  if (!c) {  // 1.4: a transaction of no connection (the outbound stage)
+    auto t = std::make_shared<Transaction>(host(ctx), std::weak_ptr<Connection>(), host(ctx)->main_loop().get_executor(),
+                                           0, std::move(filters), settings);
+    t->adopt(t);
+    return t.get();
+  }
+  Connection* cn = conn(c);
   auto t = std::make_shared<Transaction>(host(ctx), cn->weak_from_this(), cn->executor(), cn->id(),
                                          std::move(filters), settings);
   t->set_host_field("peer", cn->peer());

@@ -2,7 +2,8 @@
 // inbound mail at data_end and records each in Authentication-Results
 // (RFC 8601); what to do with the results is DMARC's and the score's. The
 // filter "dkim_sign" signs mail from authenticated sessions with the keys
-// the store keeps for its From domain. The service "dkim" (method
+// the store keeps for its From domain, at the outbound stage: as the
+// outbound transport sends it (mail that stays here is not signed). The service "dkim" (method
 // "verify": message -> signature*) serves tools and tests. Key records
 // come from the core's resolver; OpenDKIM is synchronous, so each
 // verification and signature runs on a worker thread.
@@ -31,7 +32,9 @@ class Plugin : public sdk::Plugin {
  public:
   static constexpr std::array<FilterSpec, 2> filters{
       FilterSpec{"dkim", PST_STAGE_BIT(PST_STAGE_DATA_END), PST_FILTER_ADD_HEADER},  // results go in a header
-      FilterSpec{"dkim_sign", PST_STAGE_BIT(PST_STAGE_DATA_END), PST_FILTER_ADD_HEADER}};
+      // Signs as mail leaves (the transport's outbound stage), so the
+      // signature covers the message exactly as sent, after every filter.
+      FilterSpec{"dkim_sign", PST_STAGE_BIT(PST_STAGE_OUTBOUND), PST_FILTER_ADD_HEADER}};
   static constexpr std::array<std::string_view, 1> services{"dkim"};
 
   bool configure(Config cfg) override {

@@ -79,6 +79,31 @@ void Delivery::start() {
       self->entered_ = !self->responded_;
     }
     if (!self->entered_) return self->ctx_->pool.leave(self->pool_key());
+    self->outbound_stage();
+  });
+}
+
+// The pipeline's outbound stage, once per message and destination, before
+// any connection: filters there (dkim_sign) see the message as it leaves
+// and may add headers (a signature) or refuse it.
+void Delivery::outbound_stage() {
+  pipeline_ = std::make_unique<sdk::Pipeline>(ctx_->host, nullptr);
+  if (!pipeline_->active()) return begin();
+  pipeline_->set("mail_from", message_.sender);
+  for (const auto& r : message_.rcpts) pipeline_->set("rcpt", r.address);
+  if (!message_.auth.empty()) pipeline_->set("auth_user", message_.auth);
+  pipeline_->set("message", *data_);
+  auto self = shared_from_this();
+  pipeline_->run(PST_STAGE_OUTBOUND, [self](sdk::Outcome o) {
+    if (o.kind == PST_VERDICT_REJECT || o.kind == PST_VERDICT_TEMPFAIL) {
+      bool reject = o.kind == PST_VERDICT_REJECT;
+      return self->all(reject ? "failed" : "pending",
+                       o.enhanced.empty() ? (reject ? "5.7.1" : "4.3.0") : o.enhanced,
+                       "refused before sending: " + (o.text.empty() ? o.reason : o.text));
+    }
+    std::string added;
+    for (const auto& h : self->pipeline_->added_headers()) added += h + "\r\n";
+    if (!added.empty()) self->data_ = std::make_shared<const std::string>(added + *self->data_);
     self->begin();
   });
 }

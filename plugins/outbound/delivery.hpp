@@ -12,6 +12,7 @@
 
 #include <postern/dns.hpp>
 #include <postern/mta_sts.hpp>
+#include <postern/sdk_filter.hpp>
 #include <postern/sdk_service.hpp>
 #include <postern/transport.hpp>
 
@@ -44,6 +45,7 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
     std::string username, password;  // AUTH at a smart host
   };
 
+  void outbound_stage();
   void begin();
   void route();
   void with_credentials(Target t);
@@ -69,6 +71,7 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
   std::shared_ptr<Context> ctx_;
   sdk::transport::Message message_;
   std::shared_ptr<const std::string> data_;
+  std::unique_ptr<sdk::Pipeline> pipeline_;  // the outbound stage's transaction, ended with the delivery
   sdk::ReplyPtr reply_;
   std::chrono::milliseconds deadline_;
   std::vector<sdk::transport::Result> results_;

@@ -5,6 +5,7 @@ from the daemon's listener.started log line), data lives in a temp dir, and
 certificates come from a CA made with the openssl command at test time.
 Synchronisation waits for log events, never for a fixed time.
 """
+import glob
 import os
 import re
 import shutil
@@ -502,6 +503,41 @@ stub-zone:
   stub-addr: 127.0.0.1@{nsd}
 """.format(port=self.port, dir=self.dir, origin=origin, nsd=nsd_port))
         self.spawn(test, ["/usr/sbin/unbound", "-d", "-c", conf], self.port, "unbound")
+
+
+class Sink(Server):
+    """smtp-sink on host:port, each message kept as a file; reject: its
+    -f (5xx) or -r (4xx) option, e.g. ("-r", "RCPT")."""
+
+    def __init__(self, test, host, port, reject=()):
+        self.dir = tempfile.mkdtemp(prefix="postern-sink.")
+        os.chmod(self.dir, 0o777)
+        test.addCleanup(shutil.rmtree, self.dir, True)
+        self.test, self.host, self.port = test, host, port
+        self.start(reject)
+
+    def start(self, reject=()):
+        where = ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
+        self.spawn(self.test, ["/usr/sbin/smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *reject, where, "64"],
+                   self.port, "smtp-sink", host=self.host)
+
+    def messages(self):
+        out = []
+        for path in sorted(glob.glob(self.dir + "/*")):
+            with open(path, "rb") as f:
+                data = f.read()
+            if data:  # a refused transaction leaves an empty file
+                out.append(data)
+        return out
+
+    def wait_messages(self, n, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = self.messages()
+            if len(m) >= n:
+                return m
+            time.sleep(0.1)
+        raise AssertionError("smtp-sink got %d messages, not %d" % (len(self.messages()), n))
 
 
 class Clamd(Server):

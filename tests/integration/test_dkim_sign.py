@@ -1,7 +1,8 @@
 """DKIM signing and keys end to end: `postern dkim keygen` makes RSA and
 Ed25519 keys in the store, `postern dns records` prints the zone an
 operator publishes (nsd serves exactly that here), mail sent through
-authenticated submission is signed with both keys, and the signatures
+authenticated submission is signed with both keys as it leaves (the
+outbound stage; Postfix's smtp-sink receives it), and the signatures
 verify with dkimpy and with OpenDKIM's opendkim-testmsg (through the
 system resolver, in a private namespace). The other way round: mail
 dkimpy signs verifies with us, and l=, an expired x= and a t=y key are
@@ -14,7 +15,7 @@ import subprocess
 import dkim
 import nacl.signing
 
-from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, decode_record, dns_toml, free_port,
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, Sink, decode_record, dns_toml, free_port,
                      listener_toml, main, run_with_system_dns)
 import unittest
 
@@ -29,7 +30,15 @@ greet_pause = "0s"
 
 [plugins.dkim]
 lookup_timeout = "1s"
+
+[plugins.outbound]
+dane = false
+mta_sts = false
+connect_timeout = "2s"
 """
+
+# Where mail for remote.example.test goes: smtp-sink on 127.0.0.2.
+ROUTE = "remote IN MX 10 mx.remote\nmx.remote IN A 127.0.0.2\n"
 
 PASSWORD = "alice's long password"
 SOA = ("$ORIGIN example.test.\n$TTL 300\n"
@@ -52,7 +61,8 @@ def txt_records(zone_text):
 class DkimSigning(unittest.TestCase):
     def setUp(self):
         self.dns_port = free_port()
-        self.daemon = Daemon(self, CONFIG + dns_toml(self.dns_port))
+        self.sink_port = free_port()
+        self.daemon = Daemon(self, CONFIG + "port = %d\n" % self.sink_port + dns_toml(self.dns_port))
         self.daemon.write_master_key()
         self.pki = Pki(self.daemon.dir)
         self.pki.issue("mx", ["mx.example.test", "127.0.0.1"])
@@ -71,14 +81,20 @@ class DkimSigning(unittest.TestCase):
         return records
 
     def submit(self, raw):
-        # Counted before sending: delivery can be done before sendmail returns.
-        count = len(self.daemon.events("delivery.delivered"))
+        """Sends raw to bob@remote.example.test; returns it as it arrived
+        (CRLF, after the sink's own trace fields)."""
+        if not hasattr(self, "sink"):
+            self.sink = Sink(self, "127.0.0.2", self.sink_port)
+        count = len(self.daemon.events("delivery.relayed"))
         with smtplib.SMTP("127.0.0.1", self.daemon.port("submission")) as s:
             s.starttls(context=self.pki.client_context())
             s.login("alice@example.test", PASSWORD)
-            s.sendmail("alice@example.test", ["alice@example.test"], raw)
-        self.daemon.wait_for("delivery.delivered", count=count + 1)
-        return self.stored(count + 1)
+            s.sendmail("alice@example.test", ["bob@remote.example.test"], raw)
+        self.daemon.wait_for("delivery.relayed", count=count + 1)
+        arrived = self.sink.wait_messages(count + 1)
+        subject = re.search(rb"^Subject: (.*)$", raw, re.M).group(1).strip()
+        got = next(m for m in arrived if b"\nSubject: " + subject + b"\n" in m)
+        return got.replace(b"\n", b"\r\n")
 
     def stored(self, uid):
         alice = int(self.probe.ok("store", "resolve", [("address", "alice@example.test")])["account"][0])
@@ -124,7 +140,7 @@ class DkimSigning(unittest.TestCase):
         self.assertNotIn("PRIVATE", out + err)
 
     def test_submitted_mail_is_signed_and_others_verify_it(self):
-        zone = SOA + self.keygen()
+        zone = SOA + ROUTE + self.keygen()
         Nsd(self, "example.test", zone, port=self.dns_port)
         stored = self.submit(message(b"signed"))
         signatures = re.findall(rb"^DKIM-Signature: (.*)\r\n", stored, re.M)
@@ -158,7 +174,7 @@ class DkimSigning(unittest.TestCase):
         self.assertEqual({v["result"] for v in self.our_verdicts(stored)}, {"pass"})
 
     def test_mail_not_ours_to_sign_is_left_alone(self):
-        zone = SOA + self.keygen()
+        zone = SOA + ROUTE + self.keygen()
         Nsd(self, "example.test", zone, port=self.dns_port)
         other_from = message(b"other").replace(b"From: Alice <alice@example.test>", b"From: ceo@other.example")
         self.assertNotIn(b"DKIM-Signature", self.submit(other_from))
@@ -166,8 +182,17 @@ class DkimSigning(unittest.TestCase):
         # Unauthenticated mail (MX) is verified, never signed.
         with smtplib.SMTP("127.0.0.1", self.daemon.port("mx")) as s:
             s.sendmail("alice@example.test", ["alice@example.test"], message(b"inbound"))
-        self.daemon.wait_for("delivery.delivered", count=2)
-        self.assertNotIn(b"DKIM-Signature", self.stored(2))
+        self.daemon.wait_for("delivery.delivered")
+        self.assertNotIn(b"DKIM-Signature", self.stored(1))
+
+    def test_mail_that_stays_here_is_not_signed(self):
+        self.keygen()
+        with smtplib.SMTP("127.0.0.1", self.daemon.port("submission")) as s:
+            s.starttls(context=self.pki.client_context())
+            s.login("alice@example.test", PASSWORD)
+            s.sendmail("alice@example.test", ["alice@example.test"], message(b"to myself"))
+        self.daemon.wait_for("delivery.delivered")
+        self.assertNotIn(b"DKIM-Signature", self.stored(1))  # signing is the outbound stage's
 
 
 class DkimVerification(unittest.TestCase):

@@ -5,7 +5,6 @@ posternd, found through MX records a real nsd serves. MX preference and
 fallback, null MX, temporary and permanent refusals with the delivery
 report the sender gets, expiry, STARTTLS, connection reuse, and a smart
 host that wants AUTH over verified TLS."""
-import glob
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, Server, Unbound, dns_toml, free_port,
+from harness import (PROBE_TOML, STORE_TOML, TLS_TOML, Daemon, Nsd, Pki, Probe, Sink, Unbound, dns_toml, free_port,
                      listener_toml, main, sign_zone, start_daemon)
 import hashlib
 import http.server
@@ -70,41 +69,6 @@ def common_port(hosts):
         if all(port_free_on(h, p) for h in hosts):
             return p
     raise RuntimeError("no common free port")
-
-
-class Sink(Server):
-    """smtp-sink on host:port, each message kept as a file; reject: its
-    -f (5xx) or -r (4xx) option, e.g. ("-r", "RCPT")."""
-
-    def __init__(self, test, host, port, reject=()):
-        self.dir = tempfile.mkdtemp(prefix="postern-sink.")
-        os.chmod(self.dir, 0o777)
-        test.addCleanup(shutil.rmtree, self.dir, True)
-        self.test, self.host, self.port = test, host, port
-        self.start(reject)
-
-    def start(self, reject=()):
-        where = ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
-        self.spawn(self.test, ["/usr/sbin/smtp-sink", "-u", "nobody", "-d", self.dir + "/%M.", *reject, where, "64"],
-                   self.port, "smtp-sink", host=self.host)
-
-    def messages(self):
-        out = []
-        for path in sorted(glob.glob(self.dir + "/*")):
-            with open(path, "rb") as f:
-                data = f.read()
-            if data:  # a refused transaction leaves an empty file
-                out.append(data)
-        return out
-
-    def wait_messages(self, n, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            m = self.messages()
-            if len(m) >= n:
-                return m
-            time.sleep(0.1)
-        raise AssertionError("smtp-sink got %d messages, not %d" % (len(self.messages()), n))
 
 
 def message(subject, to="bob@remote.test"):

@@ -48,7 +48,8 @@
  *                    side, verifying the server by PKIX or DANE; the
  *                    verification result in pst_conn_info_v1 (tls_verified,
  *                    tls_dane, tls_verify_error, tls_peer_name); conn_post
- *                    runs plugin code on a connection's loop thread.
+ *                    runs plugin code on a connection's loop thread;
+ *                    txn_begin with conn NULL (the outbound stage).
  */
 #ifndef POSTERN_ABI_H
 #define POSTERN_ABI_H
@@ -427,6 +428,9 @@ typedef struct pst_host_v1 {
    * runs the filters of a stage over them. The filters in force when the
    * transaction began serve it to the end, even across a reload. */
   pst_txn* (*txn_begin)(pst_host_ctx* ctx, pst_conn* conn);
+  /* (1.4: conn may be NULL, for a transaction of no connection: the
+   * outbound transport runs PST_STAGE_OUTBOUND so; its completions run on
+   * a loop thread. Any thread may begin one.) */
   /* Logs the transaction as one line with every filter's verdict, then
    * frees it. Not while a stage runs. */
   void (*txn_end)(pst_txn* txn);

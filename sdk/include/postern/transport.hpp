@@ -3,7 +3,8 @@
 // what became of each. Service "transport", method "deliver".
 //
 //   deliver  id sender domain data [envid] [ret] [body] [smtputf8]
-//            [requiretls] rcpt* (each: index address [notify] [orcpt])
+//            [requiretls] [auth] [deadline_ms] rcpt* (each: index address
+//            [notify] [orcpt]); auth: the account that submitted it
 //         -> result* (each: index state status text [mx])
 //            state: delivered | failed | pending (try again later);
 //            status: the RFC 3463 code ("2.0.0", "5.1.1", "4.4.1"); text:
@@ -28,7 +29,7 @@ struct Recipient {
 };
 
 struct Message {
-  std::string id, sender, domain, data, envid, ret, body;
+  std::string id, sender, domain, data, envid, ret, body, auth;
   bool smtputf8 = false, requiretls = false;
   std::vector<Recipient> rcpts;
 };
@@ -46,6 +47,7 @@ inline Record request(const Message& m) {
   if (!m.body.empty()) r.add("body", m.body);
   if (m.smtputf8) r.add("smtputf8", "1");
   if (m.requiretls) r.add("requiretls", "1");
+  if (!m.auth.empty()) r.add("auth", m.auth);
   for (const auto& rc : m.rcpts) {
     Record x;
     x.add("index", rc.index).add("address", rc.address);
@@ -68,6 +70,7 @@ inline Message parse_request(const Record& r) {
   m.body = f("body");
   m.smtputf8 = r.get_or("smtputf8", "") == "1";
   m.requiretls = r.get_or("requiretls", "") == "1";
+  m.auth = f("auth");
   for (auto raw : r.all("rcpt")) {
     auto x = Record::parse(raw).value_or(Record());
     m.rcpts.push_back({x.number("index").value_or(0), std::string(x.get_or("address", "")),
