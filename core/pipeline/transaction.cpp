@@ -350,6 +350,13 @@ void Transaction::write_log() {
     log_info("pipeline.transaction", {{"conn", std::to_string(conn_id_)}, {"verdicts", verdicts}, {"score", score}});
 }
 
+void Transaction::end_on_its_thread() {
+  if (bound_) return end();
+  boost::asio::post(executor_, [self = self_] {
+    if (self) self->end();
+  });
+}
+
 void Transaction::end() {
   ended_ = true;
   if (running_) log_pending_ = true;  // the stage's last verdicts belong in the line

@@ -66,6 +66,10 @@ class Transaction : public pst_txn, public std::enable_shared_from_this<Transact
   pst_status get(std::string_view field, size_t index, pst_str* out);
   pst_status run(pst_stage stage, pst_stage_done_fn done, void* user);
   void end();
+  // end() where the transaction's completions run: a connection's
+  // transaction is ended on that thread already; one of no connection
+  // (the outbound stage) may be ended from any, so it is posted there.
+  void end_on_its_thread();
 
   // From filters, any thread, through their Ask.
   pst_status add_header(const Ask& ask, std::string_view name, std::string_view value);

@@ -414,7 +414,7 @@ pst_txn* txn_begin(pst_host_ctx* ctx, pst_conn* c) {
   return t.get();
 }
 void txn_end(pst_txn* t) {
-  if (auto* x = own(t)) x->end();
+  if (auto* x = own(t)) x->end_on_its_thread();
 }
 pst_status txn_set(pst_txn* t, pst_str field, pst_str value) {
   auto* x = own(t);

@@ -116,9 +116,19 @@ void Client::on_reply(const Reply& r) {
           o = r.code >= 400 ? outcome_of(r) : RcptOutcome{"pending", "4.5.0", "unexpected reply to DATA: " + r.line()};
       return finish_transaction(true);
     case State::message:
+      if (wire_sent_ < wire_.size()) {
+        // An answer before the message was all sent: a protocol error;
+        // whatever follows on this connection cannot be trusted.
+        for (auto& o : outcomes_)
+          if (o.state == "accepted")
+            o = r.code >= 400 ? outcome_of(r) : RcptOutcome{"pending", "4.5.0", "answered too early: " + r.line()};
+        ++transactions_;
+        quit();
+        return report();
+      }
       for (auto& o : outcomes_)
         if (o.state == "accepted") o = outcome_of(r);
-      return finish_transaction(!r.positive());
+      return finish_transaction(r.code / 100 != 2);
     case State::rset:
       state_ = State::ready;
       return report();
@@ -270,6 +280,7 @@ void Client::on_transaction_reply(const Reply& r) {
     // RFC 3030: the message unstuffed, its length announced; one chunk.
     state_ = State::message;
     wire_ = wire_form(*envelope_.data, false);
+    wire_sent_ = 0;
     write("BDAT " + std::to_string(wire_.size()) + " LAST\r\n");
     return pump();
   }
@@ -280,6 +291,7 @@ void Client::on_transaction_reply(const Reply& r) {
 void Client::send_message() {
   state_ = State::message;
   wire_ = wire_form(*envelope_.data, true);
+  wire_sent_ = 0;
   pump();
 }
 

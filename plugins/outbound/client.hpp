@@ -72,7 +72,7 @@ class Client : public sdk::LineSession {
   void send(Envelope envelope, SentFn sent);
   // Says QUIT and closes.
   void quit();
-  bool idle() const { return state_ == State::ready; }
+  bool idle() const { return state_ == State::ready && wire_.empty(); }
   const ClientSetup& setup() const { return setup_; }
   const sdk::ConnInfo& tls_info() const { return tls_; }
   bool tls_active() const { return tls_.tls_active; }

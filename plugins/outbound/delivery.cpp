@@ -95,6 +95,8 @@ void Delivery::outbound_stage() {
   pipeline_->set("message", *data_);
   auto self = shared_from_this();
   pipeline_->run(PST_STAGE_OUTBOUND, [self](sdk::Outcome o) {
+    if (o.kind == PST_VERDICT_DISCARD)
+      return self->all("delivered", "2.0.0", "discarded by a filter before sending");
     if (o.kind == PST_VERDICT_REJECT || o.kind == PST_VERDICT_TEMPFAIL) {
       bool reject = o.kind == PST_VERDICT_REJECT;
       return self->all(reject ? "failed" : "pending",
@@ -116,6 +118,7 @@ bool Delivery::done() {
 // A connection kept from an earlier message to this destination is used
 // first; it was set up under the same policy.
 void Delivery::begin() {
+  if (done()) return;
   auto self = shared_from_this();
   // A pooled connection was set up for any message; REQUIRETLS asks more.
   bool reused = !message_.requiretls && ctx_->pool.take(pool_key(), [self](Client* client) {
@@ -127,6 +130,7 @@ void Delivery::begin() {
 }
 
 void Delivery::route() {
+  if (done()) return;
   const Relay* relay = ctx_->settings.route(message_.domain);
   if (!relay) return lookup_mx();
   Target t;

@@ -58,8 +58,16 @@ void Pool::enter(const std::string& key, std::function<void()> start) {
   std::chrono::milliseconds wait{0};
   {
     std::lock_guard lock(mutex_);
-    Destination& d = active_[key];
     auto now = Clock::now();
+    // With a rate, destinations are kept while their starts count; now
+    // and then the ones whose minute is over go.
+    if (rate_ && ++enters_ % 256 == 0)
+      std::erase_if(active_, [&](const auto& kv) {
+        const Destination& x = kv.second;
+        return x.active == 0 && x.waiting.empty() &&
+               (x.started.empty() || now - x.started.back() >= std::chrono::minutes(1));
+      });
+    Destination& d = active_[key];
     while (!d.started.empty() && now - d.started.front() >= std::chrono::minutes(1)) d.started.pop_front();
     if (d.active >= limit_) {
       d.waiting.push_back(std::move(start));

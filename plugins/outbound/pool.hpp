@@ -53,6 +53,7 @@ class Pool {
     std::deque<std::chrono::steady_clock::time_point> started;  // within the last minute
   };
   size_t limit_, rate_;
+  uint64_t enters_ = 0;
   std::map<std::string, Destination> active_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -102,7 +103,10 @@ void https_get(const sdk::Host& host, const std::string& address, uint16_t port,
 void StsCache::keep(const std::string& domain, Entry e) {
   if (!dir_.empty() && domain.find('/') == std::string::npos && !domain.starts_with(".")) {
     ::mkdir(dir_.c_str(), 0700);
-    std::string path = dir_ + "/" + domain, tmp = path + ".new";
+    // A temporary name no domain has (a leading dot), unique per write:
+    // two fetches of one domain may finish at once.
+    static std::atomic<uint64_t> writes{0};
+    std::string path = dir_ + "/" + domain, tmp = dir_ + "/." + domain + "." + std::to_string(++writes);
     std::ofstream out(tmp, std::ios::trunc);
     out << e.expires << " " << e.id << "\n" << e.text;
     out.close();
@@ -130,7 +134,7 @@ std::optional<StsCache::Entry> StsCache::load(const std::string& domain) {
   e.policy = *p;
   e.text = std::move(text);
   std::lock_guard lock(mutex_);
-  return entries_[domain] = std::move(e);
+  return entries_.try_emplace(domain, std::move(e)).first->second;  // a fetch meanwhile wins
 }
 
 std::optional<sdk::mta_sts::Policy> StsCache::cached(const std::string& domain, const std::string& id) {

@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -21,12 +22,13 @@ namespace {
 struct Wire {
   std::string out;
   bool closed = false, tls = false;
+  size_t room = SIZE_MAX;  // conn_write says "over the limit" beyond this much output
 };
 Wire* wire = nullptr;
 
 pst_status fake_write(pst_conn*, const uint8_t* d, size_t n) {
   wire->out.append(reinterpret_cast<const char*>(d), n);
-  return PST_OK;
+  return wire->out.size() > wire->room ? PST_ERR_LIMIT : PST_OK;
 }
 pst_status fake_close(pst_conn*) { return wire->closed = true, PST_OK; }
 pst_status fake_tls(pst_conn*) { return wire->tls = true, PST_OK; }
@@ -213,6 +215,29 @@ TEST_CASE("outbound client: STARTTLS when offered - required TLS and verificatio
     h.server("250 hello\r\n");
     CHECK(h.why == Unusable::none);
   }
+}
+
+TEST_CASE("outbound client: a big message goes as the output drains - an answer before its end ends the connection") {
+  Harness h;
+  h.server("220 hi\r\n250-hi\r\n250 PIPELINING\r\n");
+  h.take();
+  std::string big(600 * 1024, 'x');
+  h.send({"a@r.test"}, "Subject: big\r\n\r\n" + big);
+  h.take();
+  h.server("250 ok\r\n250 ok\r\n");
+  CHECK(h.take() == "DATA\r\n");
+  h.w.room = 0;  // the host's buffer is full after the first chunk
+  h.server("354 go\r\n");
+  CHECK(h.take().size() == 256 * 1024);
+  h.client->on_writable();
+  CHECK(h.take().size() == 256 * 1024);
+  CHECK_FALSE(h.client->idle());
+  h.server("552 5.3.4 too big\r\n");  // before the rest was sent
+  CHECK(h.sent);
+  CHECK(h.outcomes[0].state == "failed");
+  CHECK(h.take() == "QUIT\r\n");
+  CHECK(h.w.closed);
+  CHECK_FALSE(h.client->idle());
 }
 
 TEST_CASE("outbound client: SMTPUTF8 addresses need the server's SMTPUTF8 - SIZE over the limit fails early") {
