@@ -371,10 +371,9 @@ void Connection::begin_handshake() {
     finish();
     return;
   }
-  // A check that cannot be set up is reported as not verified; the
-  // protocol decides what that means for it.
-  if (outbound_ && !ClientTls::configure(tls_->native_handle(), outbound_->tls, tls_setup_error_))
-    SSL_set_verify(tls_->native_handle(), SSL_VERIFY_NONE, nullptr);
+  // A check that cannot be set up (tls_setup_error_) is reported as not
+  // verified; the protocol decides what that means for it.
+  if (outbound_) ClientTls::configure(tls_->native_handle(), outbound_->tls, tls_setup_error_);
   tls_->async_handshake([self = shared_from_this()](const error_code& ec) { self->on_handshake(ec); });
 }
 

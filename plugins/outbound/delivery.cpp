@@ -144,7 +144,7 @@ void Delivery::route() {
   t.policy = "no-policy-found";
   if (!apply_message_policy(t)) return respond();
   if (relay->auth) return with_credentials(std::move(t));
-  resolve(std::move(t), {"AAAA", "A"});
+  resolve(std::move(t), address_types());
 }
 
 // The smart host's credentials, from the store each time (a new password
@@ -161,7 +161,7 @@ void Delivery::with_credentials(Target t) {
              }
              t.username = std::string(r->get_or("username", ""));
              t.password = std::string(r->get_or("password", ""));
-             self->resolve(std::move(t), {"AAAA", "A"});
+             self->resolve(std::move(t), self->address_types());
            });
 }
 
@@ -264,8 +264,7 @@ void Delivery::next_host() {
     if (mx_secure_) return check_tlsa(std::move(t));
     apply_sts(t);
     if (!apply_message_policy(t)) continue;
-    return resolve(std::move(t), ctx_->settings.ipv6 ? std::vector<std::string>{"AAAA", "A"}
-                                                      : std::vector<std::string>{"A"});
+    return resolve(std::move(t), address_types());
   }
   respond();
 }
@@ -295,9 +294,13 @@ void Delivery::check_tlsa(Target t) {
       self->apply_sts(t);
     }
     if (!self->apply_message_policy(t)) return self->next_host();
-    self->resolve(std::move(t), self->ctx_->settings.ipv6 ? std::vector<std::string>{"AAAA", "A"}
-                                                          : std::vector<std::string>{"A"});
+    self->resolve(std::move(t), self->address_types());
   });
+}
+
+// IPv6 addresses first, then IPv4 (RFC 6724's preference), unless ipv6 is off.
+std::vector<std::string> Delivery::address_types() const {
+  return ctx_->settings.ipv6 ? std::vector<std::string>{"AAAA", "A"} : std::vector<std::string>{"A"};
 }
 
 void Delivery::resolve(Target t, std::vector<std::string> types) {

@@ -57,6 +57,7 @@ class Delivery : public std::enable_shared_from_this<Delivery> {
   void lookup_mx();
   void with_policy(std::vector<std::string> hosts, bool mx_secure);
   void next_host();
+  std::vector<std::string> address_types() const;
   void resolve(Target target, std::vector<std::string> types);
   void check_tlsa(Target target);
   void try_addresses(Target target, size_t index);

@@ -75,15 +75,16 @@ class Plugin : public sdk::Plugin {
   // older than two months dropped.
   void daily() {
     if (stopped_) return;
-    ctx_->reports.prune(62);
     std::string day = TlsReport::yesterday();
-    if (settings_.tlsrpt_send && !ctx_->reports.mailed(day) && !ctx_->reports.domains(day).empty()) {
-      auto ctx = ctx_;
-      mail_reports(ctx, day, [ctx, day](std::string summary) {
+    bool due = settings_.tlsrpt_send && !ctx_->reports.mailed(day);
+    auto ctx = ctx_;
+    with_reports(day, "", due, [ctx, day](std::map<std::string, std::string> reports) {
+      if (reports.empty()) return;
+      mail_reports(ctx, day, std::move(reports), [ctx, day](std::string summary) {
         ctx->reports.mark_mailed(day);
         ctx->host.info("tlsrpt.mailed", {{"day", day}, {"summary", summary}});
       });
-    }
+    }, [] {});
     timer_ = host().start_timer(nullptr, std::chrono::hours(1), [this](bool fired) {
       if (fired) daily();
     });
@@ -93,13 +94,34 @@ class Plugin : public sdk::Plugin {
   void send_reports(const Record& r, const ReplyPtr& reply) {
     std::string day(r.get_or("date", ""));
     if (day.empty()) day = TlsReport::today();
-    if (ctx_->reports.domains(day).empty())
-      return reply->error(PST_ERR_NOT_FOUND, "no TLS sessions recorded on " + day);
     auto ctx = ctx_;
-    mail_reports(ctx, day, [ctx, day, reply](std::string summary) {
-      ctx->reports.mark_mailed(day);
-      reply->ok(summary);
-    });
+    with_reports(day, "", true, [ctx, day, reply](std::map<std::string, std::string> reports) {
+      if (reports.empty()) return reply->error(PST_ERR_NOT_FOUND, "no TLS sessions recorded on " + day);
+      mail_reports(ctx, day, std::move(reports), [ctx, day, reply](std::string summary) {
+        ctx->reports.mark_mailed(day);
+        reply->ok(summary);
+      });
+    }, [reply] { reply->error(PST_ERR_RETRYABLE, "the server is busy; try again"); });
+  }
+
+  // A day's reports are read from its log on a worker (the log may be
+  // large), with old logs pruned first; then use(reports) on a loop
+  // thread, or busy() when no worker took it. build = false: use({}).
+  void with_reports(const std::string& day, const std::string& only, bool build,
+                    std::function<void(std::map<std::string, std::string>)> use, std::function<void()> busy) {
+    auto ctx = ctx_;
+    auto out = std::make_shared<std::map<std::string, std::string>>();
+    bool queued = host().submit(
+        nullptr,
+        [ctx, day, only, build, out] {
+          ctx->reports.prune(62);
+          if (build) *out = ctx->reports.reports(day, only, ctx->settings.helo);
+        },
+        [out, use, busy](bool ran) {
+          if (ran) use(std::move(*out));
+          else busy();
+        });
+    if (!queued) busy();
   }
 
   // `postern tlsrpt report [--date DAY] [--domain D]`: one JSON report
@@ -108,14 +130,12 @@ class Plugin : public sdk::Plugin {
     if (method != "tlsrpt.report") return reply->error(PST_ERR_UNSUPPORTED, "tlsrpt: report [--date D] [--domain D]");
     std::string day(r.get_or("date", ""));
     if (day.empty()) day = TlsReport::today();
-    std::string domain(r.get_or("domain", ""));
-    std::string out;
-    for (const auto& d : domain.empty() ? ctx_->reports.domains(day) : std::vector<std::string>{domain}) {
-      std::string json = ctx_->reports.report(day, d, settings_.helo);
-      if (!json.empty()) out += json + "\n";
-    }
-    if (out.empty()) return reply->error(PST_ERR_NOT_FOUND, "no TLS sessions recorded for that day and domain");
-    reply->ok(out);
+    with_reports(day, std::string(r.get_or("domain", "")), true, [reply](std::map<std::string, std::string> reports) {
+      std::string out;
+      for (const auto& [domain, json] : reports) out += json + "\n";
+      if (out.empty()) return reply->error(PST_ERR_NOT_FOUND, "no TLS sessions recorded for that day and domain");
+      reply->ok(out);
+    }, [reply] { reply->error(PST_ERR_RETRYABLE, "the server is busy; try again"); });
   }
 
   Settings settings_;

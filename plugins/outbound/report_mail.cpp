@@ -18,15 +18,17 @@ std::string trim(std::string_view s) {
 struct Run : std::enable_shared_from_this<Run> {
   std::shared_ptr<Context> ctx;
   std::string day;
-  std::vector<std::string> domains;
-  size_t next = 0;
+  std::map<std::string, std::string> reports;  // domain -> JSON
+  std::map<std::string, std::string>::const_iterator next;
   std::string lines;
   std::string json;  // the current domain's report
   std::function<void(std::string)> done;
 
   void domain() {
-    if (next == domains.size()) return done(lines);
-    std::string d = domains[next++];
+    if (next == reports.end()) return done(lines);
+    std::string d = next->first;
+    json = next->second;
+    ++next;
     auto self = shared_from_this();
     sdk::DnsClient(ctx->host, nullptr).query("_smtp._tls." + d, "TXT", [self, d](sdk::Result<sdk::DnsAnswer> r) {
       std::vector<std::string> to;
@@ -37,7 +39,6 @@ struct Run : std::enable_shared_from_this<Run> {
         self->lines += d + ": no TLSRPT record with a mailto: address\n";
         return self->domain();
       }
-      self->json = self->ctx->reports.report(self->day, d, self->ctx->settings.helo);
       self->send(d, to, 0);
     });
   }
@@ -107,11 +108,13 @@ std::string report_message(const std::string& from, const std::string& to, const
   return m;
 }
 
-void mail_reports(const std::shared_ptr<Context>& ctx, const std::string& day, std::function<void(std::string)> done) {
+void mail_reports(const std::shared_ptr<Context>& ctx, const std::string& day,
+                  std::map<std::string, std::string> reports, std::function<void(std::string)> done) {
   auto run = std::make_shared<Run>();
   run->ctx = ctx;
   run->day = day;
-  run->domains = ctx->reports.domains(day);
+  run->reports = std::move(reports);
+  run->next = run->reports.begin();
   run->done = std::move(done);
   run->domain();
 }

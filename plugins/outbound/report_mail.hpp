@@ -8,13 +8,16 @@
 #include "context.hpp"
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
 namespace postern::outbound {
 
-// done gets one line per domain saying what happened.
-void mail_reports(const std::shared_ptr<Context>& ctx, const std::string& day, std::function<void(std::string)> done);
+// reports: the day's JSON by policy domain (TlsReport::reports, built on
+// a worker). done gets one line per domain saying what happened.
+void mail_reports(const std::shared_ptr<Context>& ctx, const std::string& day,
+                  std::map<std::string, std::string> reports, std::function<void(std::string)> done);
 
 // The rua mailto: addresses of a TLSRPT record ("v=TLSRPTv1; rua=mailto:a@b,https://..."),
 // none when the record is not one.

@@ -1,19 +1,16 @@
 #include "settings.hpp"
 
+#include <postern/mx.hpp>
+
 #include <unistd.h>
 
 namespace postern::outbound {
 namespace {
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::optional<Relay> read_relay(sdk::Config c) {
   c.allow_keys({"host", "port", "tls", "verify", "auth"});
   Relay r;
-  r.host = lower(c.string("host", ""));
+  r.host = sdk::mx::normalise_host(c.string("host", ""));
   if (r.host.empty()) c.error("needs host = \"smtp.example.net\"");
   std::string tls = c.string("tls", "starttls");
   r.implicit_tls = tls == "implicit";
@@ -50,7 +47,7 @@ bool read_settings(sdk::Config cfg, Settings& s) {
   s.reuse_idle = cfg.duration("reuse_idle", s.reuse_idle);
   s.reuse_max = static_cast<size_t>(cfg.integer("reuse_max", 100, 1, 100000));
   s.ipv6 = cfg.boolean("ipv6", true);
-  for (auto& n : cfg.strings("local_names")) s.local_names.push_back(lower(n));
+  for (auto& n : cfg.strings("local_names")) s.local_names.push_back(sdk::mx::normalise_host(n));
   s.dane = cfg.boolean("dane", true);
   s.dane_check_name = cfg.string("dane_check_name", ".");
   s.mta_sts = cfg.boolean("mta_sts", true);
@@ -63,7 +60,7 @@ bool read_settings(sdk::Config cfg, Settings& s) {
   if (routes.present() && routes.type() != PST_CONFIG_TABLE) routes.error("a table of domain = { host = ... }");
   for (size_t i = 0, n = routes.present() ? routes.size() : 0; i < n; ++i) {
     std::string domain(routes.key_at(i));
-    if (auto r = read_relay(routes[domain])) s.routes.emplace(lower(domain), *r);
+    if (auto r = read_relay(routes[domain])) s.routes.emplace(sdk::mx::normalise_host(domain), *r);
   }
   return cfg.error_count() == 0;
 }

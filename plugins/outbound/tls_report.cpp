@@ -45,6 +45,10 @@ std::string TlsReport::day_of(std::time_t t) {
   return buf;
 }
 
+TlsReport::~TlsReport() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 std::string TlsReport::today() { return day_of(std::time(nullptr)); }
 std::string TlsReport::yesterday() { return day_of(std::time(nullptr) - 86400); }
 
@@ -76,14 +80,19 @@ void TlsReport::prune(int days) {
 
 void TlsReport::append(const std::string& line) {
   if (dir_.empty()) return;
+  std::string l = line + "\n", day = today();
   std::lock_guard lock(mutex_);
-  ::mkdir(dir_.c_str(), 0700);
-  int fd = ::open((dir_ + "/" + today() + ".log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) return;
-  std::string l = line + "\n";
-  ssize_t ignored = ::write(fd, l.data(), l.size());  // one write: lines never interleave
+  // One open file per day, kept: this runs on an event loop for every
+  // outbound session.
+  if (day != open_day_) {
+    if (fd_ >= 0) ::close(fd_);
+    ::mkdir(dir_.c_str(), 0700);
+    fd_ = ::open((dir_ + "/" + day + ".log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    open_day_ = fd_ >= 0 ? day : std::string();
+  }
+  if (fd_ < 0) return;
+  ssize_t ignored = ::write(fd_, l.data(), l.size());  // one write: lines never interleave
   (void)ignored;
-  ::close(fd);
 }
 
 void TlsReport::success(const std::string& domain, const std::string& policy, const std::string& mx) {
@@ -96,48 +105,19 @@ void TlsReport::failure(const std::string& domain, const std::string& policy, co
          "\t" + clean(reason));
 }
 
-std::vector<std::vector<std::string>> TlsReport::read(const std::string& day) const {
-  std::vector<std::vector<std::string>> rows;
-  if (dir_.empty() || day.size() != 10 || day.find('/') != std::string::npos) return rows;
-  std::lock_guard lock(mutex_);
-  std::ifstream in(dir_ + "/" + day + ".log");
-  std::string line;
-  while (std::getline(in, line) && rows.size() < 10'000'000) {
-    std::vector<std::string> f;
-    size_t start = 0;
-    for (size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1)
-      f.push_back(line.substr(start, tab - start));
-    f.push_back(line.substr(start));
-    if ((f[0] == "S" && f.size() == 4) || (f[0] == "F" && f.size() == 7)) rows.push_back(std::move(f));
-  }
-  return rows;
-}
+namespace {
 
-std::vector<std::string> TlsReport::domains(const std::string& day) const {
-  std::set<std::string> d;
-  for (auto& r : read(day)) d.insert(r[1]);
-  return {d.begin(), d.end()};
-}
+struct Counts {
+  uint64_t ok = 0, failed = 0;
+  std::set<std::string> mx;
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, uint64_t> failures;
+};
+// Distinct failure details kept per policy (the rest are counted only):
+// one day's log can hold any number of reasons.
+constexpr size_t kMaxDetails = 1000;
 
-std::string TlsReport::report(const std::string& day, const std::string& domain,
-                              const std::string& organisation) const {
-  struct Counts {
-    uint64_t ok = 0, failed = 0;
-    std::set<std::string> mx;
-    std::map<std::tuple<std::string, std::string, std::string, std::string>, uint64_t> failures;
-  };
-  std::map<std::string, Counts> by_policy;
-  for (auto& r : read(day)) {
-    if (r[1] != domain) continue;
-    Counts& c = by_policy[r[2]];
-    c.mx.insert(r[3]);
-    if (r[0] == "S") ++c.ok;
-    else {
-      ++c.failed;
-      ++c.failures[{r[4], r[5], r[3], r[6]}];
-    }
-  }
-  if (by_policy.empty()) return {};
+std::string render(const std::string& day, const std::string& domain, const std::string& organisation,
+                   const std::map<std::string, Counts>& by_policy) {
   std::string start = day + "T00:00:00Z", end = day + "T23:59:59Z";
   std::string out = "{\"organization-name\":" + json(organisation) + ",\"date-range\":{\"start-datetime\":" +
                     json(start) + ",\"end-datetime\":" + json(end) + "},\"contact-info\":" +
@@ -167,6 +147,44 @@ std::string TlsReport::report(const std::string& day, const std::string& domain,
     out += "}";
   }
   return out + "]}";
+}
+
+}  // namespace
+
+// One pass over the day's log, counting as it reads (never the whole log
+// in memory).
+std::map<std::string, std::string> TlsReport::reports(const std::string& day, const std::string& only,
+                                                      const std::string& organisation) const {
+  std::map<std::string, std::map<std::string, Counts>> counts;  // domain -> policy -> counts
+  if (!dir_.empty() && day.size() == 10 && day.find('/') == std::string::npos) {
+    // No lock: each line was appended by one write(), which a reader sees
+    // whole or not at all; appends (on event loops) never wait for this.
+    std::ifstream in(dir_ + "/" + day + ".log");
+    std::string line;
+    std::vector<std::string> f;
+    while (std::getline(in, line)) {
+      f.clear();
+      size_t start = 0;
+      for (size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1)
+        f.push_back(line.substr(start, tab - start));
+      f.push_back(line.substr(start));
+      if (!((f[0] == "S" && f.size() == 4) || (f[0] == "F" && f.size() == 7))) continue;
+      if (!only.empty() && f[1] != only) continue;
+      Counts& c = counts[f[1]][f[2]];
+      c.mx.insert(f[3]);
+      if (f[0] == "S") {
+        ++c.ok;
+        continue;
+      }
+      ++c.failed;
+      std::tuple key{f[4], f[5], f[3], f[6]};
+      if (auto it = c.failures.find(key); it != c.failures.end()) ++it->second;
+      else if (c.failures.size() < kMaxDetails) c.failures.emplace(std::move(key), 1);
+    }
+  }
+  std::map<std::string, std::string> out;
+  for (auto& [domain, by_policy] : counts) out.emplace(domain, render(day, domain, organisation, by_policy));
+  return out;
 }
 
 }  // namespace postern::outbound

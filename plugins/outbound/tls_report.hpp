@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -14,17 +15,20 @@ namespace postern::outbound {
 class TlsReport {
  public:
   explicit TlsReport(std::string data_dir) : dir_(data_dir.empty() ? std::string() : data_dir + "/tlsrpt") {}
+  ~TlsReport();
+  TlsReport(const TlsReport&) = delete;
+  TlsReport& operator=(const TlsReport&) = delete;
 
   // policy: "sts", "tlsa" or "no-policy-found".
   void success(const std::string& domain, const std::string& policy, const std::string& mx);
   void failure(const std::string& domain, const std::string& policy, const std::string& type, const std::string& mx,
                const std::string& ip, const std::string& reason);
 
-  // The RFC 8460 report of one domain for one UTC day ("2026-11-28"), or
-  // "" when nothing was recorded for it. organisation: who reports.
-  std::string report(const std::string& day, const std::string& domain, const std::string& organisation) const;
-  // The domains with sessions on that day.
-  std::vector<std::string> domains(const std::string& day) const;
+  // The RFC 8460 reports of one UTC day ("2026-11-28"), by policy domain
+  // (only that one when only is given); organisation: who reports. Reads
+  // the day's log: call it on a worker, not an event loop.
+  std::map<std::string, std::string> reports(const std::string& day, const std::string& only,
+                                             const std::string& organisation) const;
 
   static std::string today();
   static std::string yesterday();
@@ -36,11 +40,12 @@ class TlsReport {
 
  private:
   void append(const std::string& line);
-  std::vector<std::vector<std::string>> read(const std::string& day) const;
   static std::string day_of(std::time_t t);
 
   std::string dir_;
   mutable std::mutex mutex_;
+  int fd_ = -1;            // today's log, open for appending
+  std::string open_day_;
 };
 
 }  // namespace postern::outbound

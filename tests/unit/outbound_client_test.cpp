@@ -269,15 +269,18 @@ TEST_CASE("TLS-RPT report: RFC 8460 fields and counts per policy") {
   r.failure("remote.test", "sts", "certificate-host-mismatch", "mx2.remote.test", "192.0.2.2", "bad name");
   r.success("other.test", "no-policy-found", "mx.other.test");
   std::string day = TlsReport::today();
-  CHECK(r.domains(day) == std::vector<std::string>{"other.test", "remote.test"});
-  std::string json = r.report(day, "remote.test", "mx.example.test");
+  auto all = r.reports(day, "", "mx.example.test");
+  REQUIRE(all.size() == 2);
+  CHECK(all.begin()->first == "other.test");
+  std::string json = all["remote.test"];
+  CHECK(r.reports(day, "remote.test", "mx.example.test") == std::map<std::string, std::string>{{"remote.test", json}});
   CHECK(json.find("\"organization-name\":\"mx.example.test\"") != std::string::npos);
   CHECK(json.find("\"start-datetime\":\"" + day + "T00:00:00Z\"") != std::string::npos);
   CHECK(json.find("\"policy-type\":\"sts\"") != std::string::npos);
   CHECK(json.find("\"total-successful-session-count\":2,\"total-failure-session-count\":1") != std::string::npos);
   CHECK(json.find("\"result-type\":\"certificate-host-mismatch\"") != std::string::npos);
   CHECK(json.find("\"receiving-ip\":\"192.0.2.2\"") != std::string::npos);
-  CHECK(r.report(day, "nobody.test", "x").empty());
+  CHECK(r.reports(day, "nobody.test", "x").empty());
 }
 
 namespace {
